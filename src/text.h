@@ -1,0 +1,28 @@
+/* Small text helpers shared by the parsers: UTF-8 validation, hex. */
+#ifndef AIRLOCK_TEXT_H
+#define AIRLOCK_TEXT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Length of the valid UTF-8 sequence at s (at most n > 0 bytes), or 0 when
+ * it is invalid: overlong forms, surrogates and code points above
+ * U+10FFFF are invalid. */
+size_t text_utf8_seq_len(const unsigned char *s, size_t n);
+
+/* 1 when s[0..n) is valid UTF-8 without C0/C1 control characters or DEL
+ * (printable text for human fields), else 0. */
+int text_is_printable_utf8(const char *s, size_t n);
+
+/* Lower-case hex of n bytes into out, which must hold 2n+1 bytes. */
+void text_hex_encode(char *out, const uint8_t *in, size_t n);
+
+/* Decode exactly 2n hex digits (either case if allow_upper, else lower
+ * case only) into n bytes. Returns 0, or -EINVAL. */
+int text_hex_decode(uint8_t *out, size_t n, const char *hex, size_t hexlen, int allow_upper);
+
+/* Parse a decimal uint64 with no sign, no leading zeros (but "0"), no
+ * spaces, at most max. Returns 0, -EINVAL or -ERANGE. */
+int text_parse_u64(const char *s, size_t n, uint64_t max, uint64_t *out);
+
+#endif
