@@ -53,4 +53,30 @@ _Static_assert(CHUNK_SIZE_MAX < (UINT64_C(1) << 32),
 _Static_assert(CHUNK_SIZE_DEFAULT >= CHUNK_SIZE_MIN &&
                CHUNK_SIZE_DEFAULT <= CHUNK_SIZE_MAX, "default chunk size in range");
 
+/* config module. Debian's inih 55 reads each line into a fixed buffer of
+ * INI_MAX_LINE = 200 bytes that must also hold "\r\n\0"; it would split a
+ * longer line silently, so the config module refuses it first. */
+#define CONFIG_MAX_LINE         197u       /* bytes, without the line end */
+#define CONFIG_MAX_JOBS         64u        /* write.jobs, import.jobs */
+#define CONFIG_MAX_THRESHOLD    32u        /* import.threshold */
+#define CONFIG_MAX_FILES        1000000u   /* import.max-files */
+#define CONFIG_MAX_PATH         4096u      /* import.max-path */
+/* 100 years: a duration added to any current time_t cannot overflow. */
+#define CONFIG_MAX_DURATION     (UINT64_C(100) * 366u * 86400u)
+
+_Static_assert(CONFIG_MAX_LINE < CONFIG_MAX_BYTES, "a line fits the config file");
+_Static_assert(CONFIG_MAX_THRESHOLD <= CONFIG_MAX_LIST, "threshold reachable");
+
+/* manifest module. Sizes in SHA256 entries stay far below 2^63 so that
+ * sums of a few thousand of them cannot overflow a uint64_t; a
+ * pg_export_snapshot() id is a few dozen bytes. */
+#define MANIFEST_MAX_FILE_SIZE  (UINT64_C(1) << 62)
+#define MANIFEST_MAX_SNAPSHOT   64u
+
+/* sig module. A bundle carries one detached signature file per signer;
+ * a policy pins at most one list's worth of fingerprints. */
+#define SIG_MAX_FILES           MANIFEST_MAX_SIGNERS
+#define SIG_MAX_PINNED          CONFIG_MAX_LIST
+#define SIG_NAME_MAX            VOLUME_PATH_MAX    /* bytes in a blob name */
+
 #endif
