@@ -79,4 +79,11 @@ _Static_assert(CONFIG_MAX_THRESHOLD <= CONFIG_MAX_LIST, "threshold reachable");
 #define SIG_MAX_PINNED          CONFIG_MAX_LIST
 #define SIG_NAME_MAX            VOLUME_PATH_MAX    /* bytes in a blob name */
 
+/* Payload (doc/bundle-format.md section 5). A table's COPY text is cut
+ * into tar members of a fixed size so that it streams through a bounded
+ * buffer on both sides; catalog.json is read whole, so it is capped. */
+#define PAYLOAD_SEGMENT_SIZE    (8u * 1024u * 1024u)
+#define PAYLOAD_SEGMENT_MAX_INDEX 999999u
+#define PAYLOAD_CATALOG_MAX     (64u * 1024u * 1024u)
+
 #endif
