@@ -284,6 +284,85 @@ static int signer_check(gpgme_key_t key, gpgme_subkey_t want, const char *home,
 	return 0;
 }
 
+/* Open a signing context on gnupghome and find the usable signing key
+ * named by signer_fpr (primary or subkey fingerprint): *want is the
+ * subkey it names. On failure nothing is left open. */
+static int signer_open(const char *gnupghome, const char *signer_fpr,
+                       gpgme_ctx_t *ctx_out, gpgme_key_t *key_out,
+                       gpgme_subkey_t *want_out, char fpr[SIG_FPR_SIZE],
+                       struct alerr *e)
+{
+	const char *home = gnupghome ? gnupghome : "the default GnuPG home";
+	gpgme_ctx_t ctx = NULL;
+	gpgme_key_t key = NULL;
+	gpgme_subkey_t want;
+	gpgme_error_t err;
+	int rc;
+
+	*ctx_out = NULL;
+	*key_out = NULL;
+	*want_out = NULL;
+	rc = sig_fpr_normalize(signer_fpr, fpr, e);
+	if (rc)
+		return rc;
+	rc = gpgme_ready(e);
+	if (rc)
+		return rc;
+	rc = ctx_open(&ctx, gnupghome,
+	              GPGME_KEYLIST_MODE_LOCAL | GPGME_KEYLIST_MODE_WITH_SECRET, e);
+	if (rc)
+		return rc;
+	err = gpgme_get_key(ctx, fpr, &key, 0);
+	if (gpgme_err_code(err) == GPG_ERR_EOF) {
+		rc = alerr_set(e, ALERR_CONFIG, -ENOKEY, "signature.signer",
+		               "no key with fingerprint %s in %s", fpr, home);
+		goto fail;
+	}
+	if (err) {
+		rc = alerr_set(e, gerr_is_system(err) ? ALERR_OSERR : ALERR_CONFIG,
+		               gerr_errno(err), "signature.signer",
+		               "looking up key %s in %s: %s", fpr, home,
+		               gpgme_strerror(err));
+		goto fail;
+	}
+	want = subkey_by_fpr(key, fpr);
+	if (!want || !key->subkeys->fpr) {
+		rc = alerr_set(e, ALERR_CONFIG, -ENOKEY, "signature.signer",
+		               "no key with fingerprint %s in %s", fpr, home);
+		goto fail;
+	}
+	rc = signer_check(key, want, home, e);
+	if (rc)
+		goto fail;
+	*ctx_out = ctx;
+	*key_out = key;
+	*want_out = want;
+	return 0;
+fail:
+	gpgme_key_unref(key);
+	gpgme_release(ctx);
+	return rc;
+}
+
+int sig_signer_resolve(const char *gnupghome, const char *signer_fpr,
+                       char primary_fpr[SIG_FPR_SIZE], struct alerr *e)
+{
+	gpgme_ctx_t ctx;
+	gpgme_key_t key;
+	gpgme_subkey_t want;
+	char fpr[SIG_FPR_SIZE];
+	int rc;
+
+	primary_fpr[0] = '\0';
+	rc = signer_open(gnupghome, signer_fpr, &ctx, &key, &want, fpr, e);
+	if (rc)
+		return rc;
+	rc = sig_fpr_normalize(key->subkeys->fpr, primary_fpr, e);
+	gpgme_key_unref(key);
+	gpgme_release(ctx);
+	return rc;
+}
+
 int sig_sign_detached(const char *gnupghome, const char *signer_fpr,
                       const void *data, size_t len,
                       void **sig_out, size_t *sig_len,
@@ -312,37 +391,7 @@ int sig_sign_detached(const char *gnupghome, const char *signer_fpr,
 	if (!sig_out || !sig_len || !primary_fpr || (!data && len))
 		return alerr_set(e, ALERR_SOFTWARE, -EINVAL, "internal",
 		                 "sig_sign_detached: invalid arguments");
-	rc = sig_fpr_normalize(signer_fpr, fpr, e);
-	if (rc)
-		return rc;
-	rc = gpgme_ready(e);
-	if (rc)
-		return rc;
-	rc = ctx_open(&ctx, gnupghome,
-	              GPGME_KEYLIST_MODE_LOCAL | GPGME_KEYLIST_MODE_WITH_SECRET, e);
-	if (rc)
-		return rc;
-
-	err = gpgme_get_key(ctx, fpr, &key, 0);
-	if (gpgme_err_code(err) == GPG_ERR_EOF) {
-		rc = alerr_set(e, ALERR_CONFIG, -ENOKEY, "signature.signer",
-		               "no key with fingerprint %s in %s", fpr, home);
-		goto out;
-	}
-	if (err) {
-		rc = alerr_set(e, gerr_is_system(err) ? ALERR_OSERR : ALERR_CONFIG,
-		               gerr_errno(err), "signature.signer",
-		               "looking up key %s in %s: %s", fpr, home,
-		               gpgme_strerror(err));
-		goto out;
-	}
-	want = subkey_by_fpr(key, fpr);
-	if (!want || !key->subkeys->fpr) {
-		rc = alerr_set(e, ALERR_CONFIG, -ENOKEY, "signature.signer",
-		               "no key with fingerprint %s in %s", fpr, home);
-		goto out;
-	}
-	rc = signer_check(key, want, home, e);
+	rc = signer_open(gnupghome, signer_fpr, &ctx, &key, &want, fpr, e);
 	if (rc)
 		goto out;
 

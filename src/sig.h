@@ -27,6 +27,12 @@ int sig_sign_detached(const char *gnupghome, const char *signer_fpr,
                       void **sig_out, size_t *sig_len,
                       char primary_fpr[SIG_FPR_SIZE], struct alerr *e);
 
+/* Check, without signing, that signer_fpr names a usable signing key in
+ * gnupghome (the same rules as sig_sign_detached) and give its primary
+ * fingerprint: the writer lists the signers in MANIFEST before signing. */
+int sig_signer_resolve(const char *gnupghome, const char *signer_fpr,
+                       char primary_fpr[SIG_FPR_SIZE], struct alerr *e);
+
 /* What the importer trusts: its own GnuPG home and the primary-key
  * fingerprints allowed to sign; threshold distinct pinned keys needed. */
 struct sig_policy {

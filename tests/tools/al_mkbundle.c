@@ -185,15 +185,10 @@ static int make_bundle(const struct opts *o, struct alerr *e)
 	    (r = manifest_add_table(m, "feeds", "advisories", 0, e)) < 0)
 		goto out;
 
-	/* Resolve each signer to its primary fingerprint with a first
-	 * signature over an empty text: Signers lists primaries. */
 	for (i = 0; i < o->n_signers; i++) {
 		char fpr[SIG_FPR_SIZE];
-		void *sig = NULL;
-		size_t sig_len = 0;
 
-		r = sig_sign_detached(o->gnupghome, o->signers[i], "", 0, &sig, &sig_len, fpr, e);
-		free(sig);
+		r = sig_signer_resolve(o->gnupghome, o->signers[i], fpr, e);
 		if (r < 0)
 			goto out;
 		r = manifest_add_signer(m, fpr, e);

@@ -946,3 +946,34 @@ Test(sig, gpgv_also_rejects_a_forged_manifest)
 	free(forged);
 	free(sigf);
 }
+
+/* ---- resolving a signer without signing ---------------------------- */
+
+Test(sig, signer_resolve_gives_the_primary_of_a_subkey)
+{
+	char fpr[SIG_FPR_SIZE];
+	struct alerr e;
+
+	alerr_clear(&e);
+	cr_assert_eq(sig_signer_resolve(K.signer_home, K.signer3_subkey, fpr, &e), 0,
+	             "%s", e.message);
+	cr_assert_str_eq(fpr, K.signer3);
+	cr_assert_eq(sig_signer_resolve(K.signer_home, K.signer1, fpr, &e), 0, "%s", e.message);
+	cr_assert_str_eq(fpr, K.signer1);
+}
+
+Test(sig, signer_resolve_refuses_unknown_and_expired_keys)
+{
+	char fpr[SIG_FPR_SIZE];
+	struct alerr e;
+
+	alerr_clear(&e);
+	cr_assert_lt(sig_signer_resolve(K.signer_home,
+	             "0000000000000000000000000000000000000000", fpr, &e), 0);
+	cr_assert_str_eq(e.reason, "signature.signer");
+	cr_assert_eq(e.cls, ALERR_CONFIG);
+	cr_assert_str_eq(fpr, "");
+	alerr_clear(&e);
+	cr_assert_lt(sig_signer_resolve(K.signer_home, K.expired, fpr, &e), 0);
+	cr_assert(strstr(e.message, "expired"), "%s", e.message);
+}
