@@ -526,7 +526,6 @@ int config_init(struct config *c, struct alerr *e)
 	c->syslog = 1;
 
 	r |= set_default(&c->write.source, "dbname=feeds");
-	r |= set_default(&c->write.channel, "nvd");
 	r |= set_default(&c->write.workdir, "/var/tmp");
 	c->write.valid_for = CONFIG_DEFAULT_VALID_FOR;
 	c->write.chunk_size = CHUNK_SIZE_DEFAULT;

@@ -189,7 +189,7 @@ static void assert_defaults(const struct config *c)
 	cr_assert_eq(c->syslog, 1);
 	cr_assert_str_eq(c->write.source, "dbname=feeds");
 	cr_assert_eq(c->write.schemas.n, 0);
-	cr_assert_str_eq(c->write.channel, "nvd");
+	cr_assert_null(c->write.channel);   /* no default: a feed goes where it is told */
 	cr_assert_eq(c->write.signers.n, 0);
 	cr_assert_null(c->write.gnupghome);
 	cr_assert_str_eq(c->write.workdir, "/var/tmp");
