@@ -832,7 +832,7 @@ int manifest_set_text(struct manifest *m, enum manifest_field f, const char *val
 		memcpy(m->bundle_id, value, n + 1);
 		return 0;
 	}
-	copy = strndup(value, n);
+	copy = text_memdup(value, n);
 	if (!copy)
 		return fail_nomem(&c);
 	slot = text_slot(m, f);
@@ -927,7 +927,7 @@ static int insert_string(const struct ctx *c, char ***v, size_t *n, size_t *cap,
 	if (!q)
 		return fail_nomem(c);
 	*v = q;
-	copy = strndup(s, len);
+	copy = text_memdup(s, len);
 	if (!copy)
 		return fail_nomem(c);
 	memmove(q + lo + 1, q + lo, (*n - lo) * sizeof(*q));
@@ -995,8 +995,8 @@ int manifest_add_table(struct manifest *m, const char *schema, const char *table
 	if (!q)
 		return fail_nomem(&c);
 	m->tables = q;
-	t.schema = strndup(schema, sn);
-	t.table = strndup(table, tn);
+	t.schema = text_memdup(schema, sn);
+	t.table = text_memdup(table, tn);
 	t.rows = rows;
 	if (!t.schema || !t.table) {
 		free(t.schema);
@@ -1040,7 +1040,7 @@ int manifest_add_file(struct manifest *m, const char *path, uint64_t size,
 	if (!q)
 		return fail_nomem(&c);
 	m->files = q;
-	f.path = strndup(path, n);
+	f.path = text_memdup(path, n);
 	if (!f.path)
 		return fail_nomem(&c);
 	f.size = size;
@@ -1428,7 +1428,7 @@ static int parse_schemas(struct parser *p, const char *s, size_t n)
 		if (!q)
 			return fail_nomem(&p->c);
 		m->schemas = q;
-		q[m->n_schemas] = strndup(s, k);
+		q[m->n_schemas] = text_memdup(s, k);
 		if (!q[m->n_schemas])
 			return fail_nomem(&p->c);
 		m->n_schemas++;
@@ -1442,7 +1442,7 @@ static int parse_schemas(struct parser *p, const char *s, size_t n)
 
 static int set_string(struct parser *p, char **slot, const char *s, size_t n)
 {
-	char *copy = strndup(s, n);
+	char *copy = text_memdup(s, n);
 
 	if (!copy)
 		return fail_nomem(&p->c);
@@ -1518,8 +1518,8 @@ static int parse_table(struct parser *p, const char *s, size_t n)
 	if (!q)
 		return fail_nomem(&p->c);
 	m->tables = q;
-	t.schema = strndup(s, (size_t)(dot - s));
-	t.table = strndup(dot + 1, (size_t)(sp - dot - 1));
+	t.schema = text_memdup(s, (size_t)(dot - s));
+	t.table = text_memdup(dot + 1, (size_t)(sp - dot - 1));
 	if (!t.schema || !t.table) {
 		free(t.schema);
 		free(t.table);
@@ -1560,7 +1560,7 @@ static int parse_file(struct parser *p, const char *s, size_t n)
 	if (!q)
 		return fail_nomem(&p->c);
 	m->files = q;
-	f.path = strndup(path, pn);
+	f.path = text_memdup(path, pn);
 	if (!f.path)
 		return fail_nomem(&p->c);
 	q[m->n_files++] = f;
@@ -1601,7 +1601,7 @@ static int list_entry(struct parser *p, const char *s, size_t n)
 		if (!q)
 			return fail_nomem(&p->c);
 		m->signers = q;
-		q[m->n_signers] = strndup(s, n);
+		q[m->n_signers] = text_memdup(s, n);
 		if (!q[m->n_signers])
 			return fail_nomem(&p->c);
 		m->n_signers++;

@@ -1,6 +1,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "text.h"
@@ -121,4 +122,18 @@ int text_parse_u64(const char *s, size_t n, uint64_t max, uint64_t *out)
 		return -ERANGE;
 	*out = v;
 	return 0;
+}
+
+char *text_memdup(const char *s, size_t n)
+{
+	char *copy;
+
+	if (n == SIZE_MAX)
+		return NULL;
+	copy = malloc(n + 1);
+	if (!copy)
+		return NULL;
+	memcpy(copy, s, n);
+	copy[n] = '\0';
+	return copy;
 }

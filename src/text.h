@@ -21,6 +21,12 @@ void text_hex_encode(char *out, const uint8_t *in, size_t n);
  * case only) into n bytes. Returns 0, or -EINVAL. */
 int text_hex_decode(uint8_t *out, size_t n, const char *hex, size_t hexlen, int allow_upper);
 
+/* A NUL-terminated malloc'd copy of exactly n bytes of s (which need not
+ * be NUL-terminated: parsers copy out of the middle of untrusted buffers,
+ * where strndup's "stop at NUL" is not the contract). NULL when out of
+ * memory. */
+char *text_memdup(const char *s, size_t n);
+
 /* Parse a decimal uint64 with no sign, no leading zeros (but "0"), no
  * spaces, at most max. Returns 0, -EINVAL or -ERANGE. */
 int text_parse_u64(const char *s, size_t n, uint64_t max, uint64_t *out);
