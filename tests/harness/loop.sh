@@ -6,7 +6,7 @@
 #                         print why and exit 77 (skip) when not root and
 #                         not in CI, else exit 99 (hard error: CI=true
 #                         never skips a missing loop device)
-#   loop_attach [-r|--read-only] IMAGE
+#   loop_attach [-r|--read-only] [-P|--partscan] IMAGE
 #                         attach IMAGE (direct I/O off) and print /dev/loopN;
 #                         works in $(...): the device is recorded in a file
 #   loop_detach DEV       detach (waits until the kernel has let go)
@@ -187,11 +187,15 @@ _loop_alive() {
 
 _loop_cmd_attach() {
 	ro=
-	case ${1-} in
-	-r|--read-only) ro=--read-only; shift ;;
-	esac
+	while :; do
+		case ${1-} in
+		-r|--read-only) ro="$ro --read-only"; shift ;;
+		-P|--partscan) ro="$ro --partscan"; shift ;;
+		*) break ;;
+		esac
+	done
 	if [ $# -lt 1 ]; then
-		_loop_err "usage: attach [--read-only] IMAGE [OWNER_PID]"
+		_loop_err "usage: attach [--read-only] [--partscan] IMAGE [OWNER_PID]"
 		return 64
 	fi
 	img=$1
@@ -228,6 +232,21 @@ _loop_cmd_attach() {
 		fi
 	fi
 	rm -f "$errf"
+	case $ro in
+	*--partscan*)
+		# Some kernels set the partscan flag but do not scan when a
+		# device is attached: add the partitions explicitly.
+		_loop_base=${dev##*/}
+		if ! ls -d /sys/block/"$_loop_base"/"$_loop_base"p* >/dev/null 2>&1; then
+			partx -a "$dev" 2>/dev/null || blockdev --rereadpt "$dev" 2>/dev/null || :
+		fi
+		for _loop_p in /sys/block/"$_loop_base"/"$_loop_base"p*; do
+			[ -e "$_loop_p/dev" ] || continue
+			[ -b "/dev/${_loop_p##*/}" ] ||
+				mknod "/dev/${_loop_p##*/}" b "$(cut -d: -f1 "$_loop_p/dev")" "$(cut -d: -f2 "$_loop_p/dev")" 2>/dev/null || :
+		done
+		;;
+	esac
 	if [ -n "$owner" ]; then
 		id=$(_loop_identity "$dev")
 		# exec, not a redirection on the call: dash would keep a saved
