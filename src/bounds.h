@@ -86,4 +86,56 @@ _Static_assert(CONFIG_MAX_THRESHOLD <= CONFIG_MAX_LIST, "threshold reachable");
 #define PAYLOAD_SEGMENT_MAX_INDEX 999999u
 #define PAYLOAD_CATALOG_MAX     (64u * 1024u * 1024u)
 
+/* media module. A GPT holds 128 entries by default; nested and logical
+ * partitions stay well below 256. A real signature set per area is a
+ * handful (GPT: 3, FAT: 2); the cap stops a wipe that does not take from
+ * looping. The device stack of one disk (partitions, dm/LVM/md holders
+ * and theirs) and its depth are bounded so a sysfs cycle cannot hang. */
+#define MEDIA_MAX_PARTITIONS    256u
+#define MEDIA_MAX_SIGNATURES    64u        /* per probed area */
+#define MEDIA_MAX_STACK         1024u      /* devices related to one disk */
+#define MEDIA_MAX_STACK_DEPTH   16u
+#define MEDIA_LABEL_MAX_DIGITS  19u        /* AIRLOCK_<sequence> */
+
+/* pack module. zstd worker threads (zstd:threads): each holds a job
+ * buffer of a few MiB, so the count is bounded like --jobs. */
+#define PACK_MAX_THREADS        CONFIG_MAX_JOBS
+
+/* custody module (doc/custody-log.md). An entry is one line of at most
+ * CUSTODY_MAX_LINE bytes, newline excluded. A torn region (the bytes a
+ * crashed append left after the last whole entry) holds at most what a
+ * few appends write; anything bigger is not a crash but damage, and the
+ * appender refuses to continue the chain over it. Text values are cut to
+ * CUSTODY_MAX_TEXT bytes (JSON escaping at most doubles them: they hold
+ * no control characters), so that an entry stays far below a line. */
+#define CUSTODY_MAX_LINE        (64u * 1024u)
+#define CUSTODY_MAX_TORN        (4u * (CUSTODY_MAX_LINE + 1u))
+#define CUSTODY_MAX_TEXT        256u
+#define CUSTODY_MAX_DETAILS     16u        /* members of "details" */
+#define CUSTODY_MAX_LIST        MANIFEST_MAX_SIGNERS  /* strings in a list value */
+#define CUSTODY_MAX_ANCHORS     1000000u   /* anchors checked in one scan */
+#define CUSTODY_LOCK_WAIT_MS    30000u     /* wait for the log's lock */
+/* 2^53 - 1: the largest integer every JSON reader (jq) reads exactly. */
+#define CUSTODY_MAX_INT         ((INT64_C(1) << 53) - 1)
+
+/* An entry's members: at most 32 text values outside "details" (host,
+ * run, event, reason, the actor, bundle, device and signed facts), the
+ * signers, a key and a value per detail, and the fixed text (member
+ * names, numbers, hashes) well under 4 KiB. */
+_Static_assert((32u + CUSTODY_MAX_LIST + 2u * CUSTODY_MAX_DETAILS) *
+               (2u * CUSTODY_MAX_TEXT + 8u) + 4096u < CUSTODY_MAX_LINE,
+               "custody: the text limits keep an entry within a line");
+_Static_assert(CUSTODY_MAX_TORN > 2u * (CUSTODY_MAX_LINE + 1u),
+               "custody: a torn region can hold one whole torn append");
+/* airlock-audit show: the runs (insertions of the media, attempts to
+ * write) gathered for one bundle. */
+#define AUDIT_MAX_RUNS          4096u
+
+/* volume module. Section 2's tree: three directories, MANIFEST, the
+ * signatures and the chunks; a listing never needs more entries. The
+ * volume descriptor set of an airlock volume is the primary descriptor
+ * and its terminator; a parser looks at most this many descriptors. */
+#define VOLUME_MAX_ENTRIES      (4u + MANIFEST_MAX_SIGNERS + MANIFEST_MAX_FILES)
+#define VOLUME_MAX_DESCRIPTORS  15u
+
 #endif
