@@ -559,8 +559,12 @@ static void fill_custody_bundle(const struct writer *w, struct custody_bundle *b
 		b->has_sequence = 1;
 		b->bundle_id = w->m->bundle_id[0] ? w->m->bundle_id : NULL;
 	}
-	if (w->have_manifest_sha)
+	/* The writer made and signed this MANIFEST itself: its facts are
+	 * first-hand on the low side. */
+	if (w->have_manifest_sha) {
 		b->manifest_sha256 = w->manifest_sha;
+		b->verified = 1;
+	}
 }
 
 static void fill_custody_device(const struct writer *w, struct custody_device *d)
