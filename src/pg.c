@@ -487,6 +487,17 @@ static int is_conninfo(const char *s)
 	       strncmp(s, "postgres://", 11) == 0;
 }
 
+/* Server NOTICEs ("... already exists, skipping", the list a DROP
+ * CASCADE prints) are for debugging, not for the operator's terminal. */
+static void notice_to_log(void *arg, const PGresult *res)
+{
+	char msg[512];
+
+	(void)arg;
+	one_line(msg, sizeof(msg), PQresultErrorMessage(res));
+	log_dbg("server: %s", msg);
+}
+
 int pg_connect(const char *conninfo, struct pg_conn **out, struct alerr *e)
 {
 	static const char *const keys[] = {
@@ -534,6 +545,7 @@ int pg_connect(const char *conninfo, struct pg_conn **out, struct alerr *e)
 		              msg[0] ? msg : "no reason given");
 		goto fail;
 	}
+	PQsetNoticeReceiver(c->conn, notice_to_log, NULL);
 	if (PQsetnonblocking(c->conn, 1) != 0) {
 		r = conn_lost(c, e);
 		goto fail;
