@@ -23,9 +23,11 @@
 #include "manifest.h"
 #include "media.h"
 #include "pack.h"
+#include "pg.h"
 #include "progress.h"
 #include "quarantine.h"
 #include "restore.h"
+#include "text.h"
 #include "verify.h"
 #include "volume.h"
 
@@ -35,6 +37,10 @@ volatile sig_atomic_t import_interrupted;
 #define IMPORT_CLOCK_SKEW 300
 /* At most this many refused copies are looked at per retention sweep. */
 #define IMPORT_RETENTION_SCAN 4096
+/* Imports left between their intent and their last entry that one start
+ * reconciles; a station crashing more often than this between two starts
+ * has other problems, and the rest are reconciled at the next start. */
+#define IMPORT_RECONCILE_MAX 32
 
 struct importer {
 	const struct import_options *o;
@@ -509,6 +515,178 @@ out:
 	return r;
 }
 
+/* --- reconciliation (catalogue 44) -------------------------------------
+ * An import killed between the commit of its swap and its restore.done
+ * entry leaves a restore.intent without an ending. At the next start the
+ * database says whether that swap committed, and a custody.reconciled
+ * entry records the answer. */
+
+struct pending {
+	char run[CUSTODY_RUN_ID_LEN + 1];
+	char channel[64];
+	uint64_t sequence;
+	char bundle_id[37];
+	char manifest[DIGEST_SHA256_HEX_LEN + 1];
+};
+
+struct reconcile {
+	struct pending p[IMPORT_RECONCILE_MAX];
+	size_t n;
+};
+
+static void pending_drop(struct reconcile *rc, const char *run)
+{
+	size_t i;
+
+	for (i = 0; i < rc->n; i++) {
+		if (strcmp(rc->p[i].run, run) != 0)
+			continue;
+		memmove(&rc->p[i], &rc->p[i + 1], (rc->n - i - 1) * sizeof(rc->p[0]));
+		rc->n--;
+		return;
+	}
+}
+
+static int reconcile_scan(const struct custody_record *r, void *arg)
+{
+	struct reconcile *rc = arg;
+	const char *side = custody_record_text(r, "side", NULL);
+	const char *event = custody_record_text(r, "event", NULL);
+	const char *run = custody_record_text(r, "run", NULL);
+	const char *v;
+	struct pending *p;
+
+	if (!side || strcmp(side, "high") != 0 || !event)
+		return 0;
+	if (strcmp(event, CUSTODY_EV_RECONCILED) == 0) {
+		v = custody_record_text(r, "details", "reconciles_run");
+		if (v)
+			pending_drop(rc, v);
+		return 0;
+	}
+	if (!run)
+		return 0;
+	if (strcmp(event, CUSTODY_EV_RESTORE_DONE) == 0 ||
+	    strcmp(event, CUSTODY_EV_RESTORE_FAILED) == 0) {
+		pending_drop(rc, run);
+		return 0;
+	}
+	if (strcmp(event, CUSTODY_EV_RESTORE_INTENT) != 0)
+		return 0;
+	if (rc->n == IMPORT_RECONCILE_MAX) {
+		memmove(&rc->p[0], &rc->p[1], (rc->n - 1) * sizeof(rc->p[0]));
+		rc->n--;
+	}
+	p = &rc->p[rc->n];
+	memset(p, 0, sizeof(*p));
+	snprintf(p->run, sizeof(p->run), "%s", run);
+	v = custody_record_text(r, "bundle", "channel");
+	snprintf(p->channel, sizeof(p->channel), "%s", v ? v : "");
+	v = custody_record_text(r, "bundle", "sequence");
+	if (!v || text_parse_u64(v, strlen(v), (uint64_t)INT64_MAX, &p->sequence) < 0)
+		return 0;
+	v = custody_record_text(r, "bundle", "bundle_id");
+	snprintf(p->bundle_id, sizeof(p->bundle_id), "%s", v ? v : "");
+	v = custody_record_text(r, "bundle", "manifest_sha256");
+	snprintf(p->manifest, sizeof(p->manifest), "%s", v ? v : "");
+	rc->n++;
+	return 0;
+}
+
+/* 1 when airlock.imports holds the import, 0 when not, < 0 on error. */
+static int import_committed(struct pg_conn *c, const struct pending *p, struct alerr *e)
+{
+	struct pg_result *res = NULL;
+	const char *params[3];
+	char seq[24];
+	int r;
+
+	snprintf(seq, sizeof(seq), "%llu", (unsigned long long)p->sequence);
+	params[0] = p->channel;
+	params[1] = seq;
+	params[2] = p->bundle_id;
+	r = pg_query(c, "SELECT 1 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n "
+	                "ON n.oid = c.relnamespace WHERE n.nspname = 'airlock' AND c.relname = 'imports'",
+	             0, NULL, 1, &res, e);
+	if (r < 0)
+		return r;
+	if (pg_result_ntuples(res) == 0) {
+		pg_result_free(res);
+		return 0;
+	}
+	pg_result_free(res);
+	r = pg_query(c, "SELECT 1 FROM airlock.imports WHERE channel = $1 AND sequence = $2::bigint "
+	                "AND bundle_id::text = $3", 3, params, 1, &res, e);
+	if (r < 0)
+		return r;
+	r = pg_result_ntuples(res) > 0;
+	pg_result_free(res);
+	return r;
+}
+
+static int reconcile(struct importer *im, struct alerr *e)
+{
+	struct custody_summary sum;
+	struct reconcile rc;
+	struct pg_conn *c = NULL;
+	struct alerr e2;
+	size_t i;
+	int r;
+
+	memset(&rc, 0, sizeof(rc));
+	alerr_clear(&e2);
+	r = custody_verify(im->o->custody_log, NULL, 0, reconcile_scan, &rc, &sum, &e2);
+	if (r < 0 && e2.cls == ALERR_NOINPUT && strcmp(e2.reason, "custody.missing") == 0)
+		return 0;
+	if (r < 0 && e2.cls == ALERR_REJECT)
+		log_warn("the custody log does not verify (%s): run airlock-audit verify", e2.message);
+	else if (r < 0)
+		return alerr_set(e, e2.cls, e2.errnum, e2.reason, "%s", e2.message);
+	if (rc.n == 0)
+		return 0;
+	r = pg_connect(im->o->target, &c, e);
+	if (r < 0)
+		return r;
+	for (i = 0; i < rc.n && r >= 0; i++) {
+		const struct pending *p = &rc.p[i];
+		struct custody_entry *en = NULL;
+		struct custody_bundle b;
+		uint8_t sha[DIGEST_SHA256_LEN];
+		int committed = import_committed(c, p, e);
+
+		if (committed < 0) {
+			r = committed;
+			break;
+		}
+		r = custody_entry_new(&en, CUSTODY_SIDE_HIGH, CUSTODY_EV_RECONCILED,
+		                      committed ? CUSTODY_OK : CUSTODY_ERROR, e);
+		if (r < 0)
+			break;
+		custody_entry_set_run(en, im->res->run_id);
+		memset(&b, 0, sizeof(b));
+		b.channel = p->channel[0] ? p->channel : NULL;
+		b.sequence = p->sequence;
+		b.has_sequence = 1;
+		b.bundle_id = p->bundle_id[0] ? p->bundle_id : NULL;
+		if (digest_from_hex(sha, p->manifest, strlen(p->manifest)) == 0)
+			b.manifest_sha256 = sha;
+		custody_entry_set_bundle(en, &b);
+		custody_entry_add_detail_str(en, "reconciles_run", p->run);
+		custody_entry_add_detail_bool(en, "committed", committed);
+		if (!committed)
+			custody_entry_set_reason(en, "restore.interrupted");
+		r = custody_append(im->o->custody_log, en, NULL, NULL, e);
+		custody_entry_free(en);
+		if (r == 0)
+			log_notice("reconciled import %s (%s/%llu): the swap %s", p->run, p->channel,
+			           (unsigned long long)p->sequence,
+			           committed ? "had committed; its last custody entry was missing"
+			                     : "never committed; the feed was not changed");
+	}
+	pg_close(c);
+	return r;
+}
+
 int import_run(const struct import_options *o, struct import_result *res, struct alerr *e)
 {
 	struct importer im;
@@ -546,6 +724,9 @@ int import_run(const struct import_options *o, struct import_result *res, struct
 		if (dropped)
 			log_notice("removed %zu staging schema(s) left by an interrupted import",
 			           dropped);
+		r = reconcile(&im, e);
+		if (r < 0)
+			goto out;
 	}
 	if ((r = interrupted(e)) < 0 ||
 	    (r = stage_quarantine(&im, e)) < 0 ||

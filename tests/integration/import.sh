@@ -143,6 +143,20 @@ grep -q 'verified (--verify-only' vo.txt || fail "--verify-only result"
 # ... and the bundle still imports afterwards.
 import --image "$S/out/three.iso" >/dev/null 2> err.txt || { cat err.txt; fail "import after --verify-only failed"; }
 
+# Catalogue 44: killed after the swap committed but before its last
+# custody entry. The log then ends on the import's restore.intent (a cut
+# after that entry keeps the chain valid); the next start asks the database
+# and records the answer.
+tail -n 1 high.log | jq -e '.event == "restore.done"' >/dev/null || fail "expected restore.done last"
+run=$(tail -n 1 high.log | jq -r .run)
+head -n -1 high.log > high.cut && cat high.cut > high.log
+tail -n 1 high.log | jq -e '.event == "restore.intent"' >/dev/null || fail "expected restore.intent last"
+write --image "$S/out/four.iso" >/dev/null
+import --image "$S/out/four.iso" >/dev/null 2> err.txt || { cat err.txt; fail "import after a crash failed"; }
+jq -se --arg run "$run" 'any(.[]; .event == "custody.reconciled" and .details.reconciles_run == $run and .details.committed == true)' \
+	high.log >/dev/null || fail "no custody.reconciled entry for run $run"
+"$AUDIT" verify --custody-log "$S/high.log" >/dev/null || fail "the log does not verify after reconciliation"
+
 # Catalogue 40: PostgreSQL down at start: exit 69, nothing staged.
 pg_kill high
 set +e
