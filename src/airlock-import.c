@@ -17,6 +17,7 @@
 #include "import.h"
 #include "log.h"
 #include "progress.h"
+#include "station.h"
 
 #define PROGNAME "airlock-import"
 
@@ -25,6 +26,8 @@ static void usage(FILE *f)
 	fprintf(f,
 "Usage: " PROGNAME " (--device DEV | --image FILE) [--target CONNINFO]\n"
 "                      [--config FILE] [OPTIONS]\n"
+"       " PROGNAME " --watch [--config FILE] [OPTIONS]\n"
+"       " PROGNAME " --spool DIR [--config FILE] [OPTIONS]\n"
 "\n"
 "Quarantine an airlock volume (read once, never mounted), verify its\n"
 "signatures, checksums and policy, and restore the feed atomically into\n"
@@ -33,6 +36,10 @@ static void usage(FILE *f)
 "Source:\n"
 "  -d, --device DEV        the inserted media (a whole disk, e.g. /dev/sdb)\n"
 "  -i, --image FILE        a volume image (e.g. from a cross-domain drop point)\n"
+"      --watch             import media as udev reports them, one at a time,\n"
+"                          until SIGTERM (hosts without systemd)\n"
+"      --spool DIR         import every complete *.iso image in DIR in sequence\n"
+"                          order, moving each to DIR/done or DIR/rejected\n"
 "\n"
 "Policy (override the [import] section of the config file):\n"
 "  -t, --target CONNINFO   libpq conninfo or URI of the feeds database\n"
@@ -67,12 +74,14 @@ static void usage(FILE *f)
 enum {
 	OPT_KEYRING = 256, OPT_TRUST, OPT_THRESHOLD, OPT_REQUIRE_SERIAL,
 	OPT_QUARANTINE, OPT_MAX_BYTES, OPT_LOCK_TIMEOUT, OPT_VERIFY_ONLY,
-	OPT_CONFIG, OPT_CUSTODY_LOG, OPT_JSON,
+	OPT_CONFIG, OPT_CUSTODY_LOG, OPT_JSON, OPT_WATCH, OPT_SPOOL,
 };
 
 static const struct option longopts[] = {
 	{ "device", required_argument, NULL, 'd' },
 	{ "image", required_argument, NULL, 'i' },
+	{ "watch", no_argument, NULL, OPT_WATCH },
+	{ "spool", required_argument, NULL, OPT_SPOOL },
 	{ "target", required_argument, NULL, 't' },
 	{ "keyring", required_argument, NULL, OPT_KEYRING },
 	{ "trust", required_argument, NULL, OPT_TRUST },
@@ -119,6 +128,8 @@ struct cmdline {
 	const char *config;
 	const char *device;
 	const char *image;
+	const char *spool;
+	int watch;
 	int require_serial;
 	int verify_only;
 	int json;
@@ -273,6 +284,8 @@ int main(int argc, char **argv)
 		case OPT_CONFIG: cl.config = optarg; break;
 		case 'd': cl.device = optarg; break;
 		case 'i': cl.image = optarg; break;
+		case OPT_WATCH: cl.watch = 1; break;
+		case OPT_SPOOL: cl.spool = optarg; break;
 		case OPT_REQUIRE_SERIAL: cl.require_serial = 1; break;
 		case OPT_VERIFY_ONLY: cl.verify_only = 1; break;
 		case OPT_JSON: cl.json = 1; break;
@@ -329,14 +342,20 @@ int main(int argc, char **argv)
 	if (cfg.syslog)
 		log_init(PROGNAME, LOG_TO_STDERR | LOG_TO_SYSLOG, log_get_threshold());
 
-	if (cl.device && cl.image) {
+	if (!!cl.device + !!cl.image + !!cl.watch + !!cl.spool > 1) {
 		rc = alerr_set(&e, ALERR_USAGE, -EINVAL, "usage",
-		               "--device and --image exclude each other (try --help)");
+		               "--device, --image, --watch and --spool exclude each other (try --help)");
 		goto fail;
 	}
-	if (!cl.device && !cl.image) {
+	if (!cl.device && !cl.image && !cl.watch && !cl.spool) {
 		rc = alerr_set(&e, ALERR_USAGE, -EINVAL, "usage",
-		               "a source is required: --device DEV or --image FILE (try --help)");
+		               "a source is required: --device DEV, --image FILE, --watch or "
+		               "--spool DIR (try --help)");
+		goto fail;
+	}
+	if ((cl.watch || cl.spool) && cl.json) {
+		rc = alerr_set(&e, ALERR_USAGE, -EINVAL, "usage",
+		               "--json describes one import: not with --watch or --spool (try --help)");
 		goto fail;
 	}
 	if (cfg.import.trust.n == 0) {
@@ -379,6 +398,14 @@ int main(int argc, char **argv)
 	o.progress = !cl.quiet && !cl.json;
 
 	install_signals();
+	if (cl.watch || cl.spool) {
+		o.progress = 0;
+		rc = cl.watch ? station_watch(&o, &code, &e) : station_spool(cl.spool, &o, &code, &e);
+		if (rc < 0)
+			goto fail;
+		config_free(&cfg);
+		return finish(code);
+	}
 	rc = import_run(&o, &res, &e);
 	if (rc < 0)
 		goto fail;

@@ -138,4 +138,13 @@ _Static_assert(CUSTODY_MAX_TORN > 2u * (CUSTODY_MAX_LINE + 1u),
 #define VOLUME_MAX_ENTRIES      (4u + MANIFEST_MAX_SIGNERS + MANIFEST_MAX_FILES)
 #define VOLUME_MAX_DESCRIPTORS  15u
 
+/* station module (--spool, --watch). Images taken from a spool per run:
+ * more wait for the next run. Devices waiting in --watch's queue: more
+ * inserted at once are logged and not imported (plug them again). The
+ * (device, disk sequence) pairs remembered so that repeated udev events
+ * for one insertion import it once. */
+#define STATION_SPOOL_MAX       1024u
+#define STATION_QUEUE_MAX       64u
+#define STATION_SEEN_MAX        256u
+
 #endif
