@@ -24,7 +24,7 @@
 enum command { CMD_NONE = 0, CMD_VERIFY = 1, CMD_LIST = 2, CMD_SHOW = 4 };
 
 enum opt {
-	OPT_CONFIG = 256, OPT_CUSTODY_LOG, OPT_ANCHOR, OPT_SINCE, OPT_UNTIL, OPT_CHANNEL,
+	OPT_CONFIG = 256, OPT_CUSTODY_LOG, OPT_ANCHOR, OPT_TARGET, OPT_SINCE, OPT_UNTIL, OPT_CHANNEL,
 	OPT_BUNDLE, OPT_DEVICE, OPT_EVENT, OPT_OUTCOME, OPT_FORMAT,
 };
 
@@ -32,6 +32,7 @@ static const struct option long_options[] = {
 	{ "config", required_argument, NULL, OPT_CONFIG },
 	{ "custody-log", required_argument, NULL, OPT_CUSTODY_LOG },
 	{ "anchor", required_argument, NULL, OPT_ANCHOR },
+	{ "target", required_argument, NULL, OPT_TARGET },
 	{ "since", required_argument, NULL, OPT_SINCE },
 	{ "until", required_argument, NULL, OPT_UNTIL },
 	{ "channel", required_argument, NULL, OPT_CHANNEL },
@@ -54,6 +55,7 @@ static const struct {
 	{ OPT_CONFIG, CMD_VERIFY | CMD_LIST | CMD_SHOW, 0 },
 	{ OPT_CUSTODY_LOG, CMD_VERIFY | CMD_LIST | CMD_SHOW, 0 },
 	{ OPT_ANCHOR, CMD_VERIFY, 1 },
+	{ OPT_TARGET, CMD_VERIFY, 0 },
 	{ OPT_SINCE, CMD_LIST, 0 },
 	{ OPT_UNTIL, CMD_LIST, 0 },
 	{ OPT_CHANNEL, CMD_LIST, 0 },
@@ -70,6 +72,7 @@ struct args {
 	enum command command;
 	const char *config;
 	const char *custody_log;
+	const char *target;
 	const char *bundle_id;          /* show */
 	struct custody_anchor *anchors;
 	size_t n_anchors;
@@ -81,7 +84,8 @@ struct args {
 static void usage(FILE *out)
 {
 	fputs("Usage:\n"
-	      "  " PROG " verify [--anchor SEQ:HASH]... [--custody-log FILE] [--config FILE]\n"
+	      "  " PROG " verify [--target CONNINFO] [--anchor SEQ:HASH]...\n"
+	      "                [--custody-log FILE] [--config FILE]\n"
 	      "  " PROG " list [--since TIME] [--until TIME] [--channel NAME] [--bundle ID]\n"
 	      "                [--device SERIAL|DEVNODE] [--event EVENT] [--outcome OUTCOME]\n"
 	      "                [--format table|json|csv] [--custody-log FILE] [--config FILE]\n"
@@ -93,7 +97,8 @@ static void usage(FILE *out)
 	      "\n"
 	      "Commands:\n"
 	      "  verify               check every entry's hash, the seq and prev chain, time\n"
-	      "                       order, recorded torn writes and the anchors given\n"
+	      "                       order, recorded torn writes, the anchors given and\n"
+	      "                       those the --target database recorded\n"
 	      "  list                 print the entries the filters select\n"
 	      "  show BUNDLE-ID       print one bundle's trail (an id or a unique prefix of\n"
 	      "                       at least 8 characters)\n"
@@ -101,6 +106,10 @@ static void usage(FILE *out)
 	      "Options:\n"
 	      "  --custody-log FILE   the custody log (default: custody-log in [common])\n"
 	      "  --config FILE        the configuration file (default " SYSCONFDIR "/airlock/airlock.conf)\n"
+	      "  --target CONNINFO    verify: the high-side database (libpq conninfo or URI):\n"
+	      "                       check the log against every anchor its airlock.imports\n"
+	      "                       records (default: target in [import] of the\n"
+	      "                       file, when --custody-log is not given)\n"
 	      "  --anchor SEQ:HASH    verify: the log's head as the database recorded it;\n"
 	      "                       the entry at SEQ must have HASH (repeatable)\n"
 	      "  --since TIME         list: entries at or after TIME (UTC unless an offset\n"
@@ -117,7 +126,8 @@ static void usage(FILE *out)
 	      "  -V, --version        print the version and exit\n"
 	      "\n"
 	      "Exit status: 0 done; 64 usage error; 65 the log does not verify; 66 no log,\n"
-	      "or no such bundle; 74 I/O error; 75 the log is locked; 78 configuration error.\n"
+	      "or no such bundle; 69 the database is unavailable; 74 I/O error; 75 the log\n"
+	      "is locked; 78 configuration error.\n"
 	      "See airlock-audit(1) and the auditor guide.\n", out);
 }
 
@@ -187,6 +197,9 @@ static int parse_args(int argc, char **argv, struct args *a, int *exit_now)
 			break;
 		case OPT_CUSTODY_LOG:
 			a->custody_log = optarg;
+			break;
+		case OPT_TARGET:
+			a->target = optarg;
 			break;
 		case OPT_ANCHOR:
 			if (a->n_anchors >= CUSTODY_MAX_ANCHORS)
@@ -276,10 +289,16 @@ static int load_config(const struct args *a, struct config *conf, struct alerr *
 	r = config_init(conf, e);
 	if (r < 0)
 		return r;
+	/* The built-in default target (dbname=feeds) is no reason to
+	 * connect: only a target the file names, or --target. */
+	free(conf->import.target);
+	conf->import.target = NULL;
 	if (a->config)
 		r = config_load(conf, a->config, 0, e);
 	else
 		r = config_load(conf, config_default_path(), 1, e);
+	if (r == 0 && a->target)
+		r = config_set(conf, "import", "target", a->target, "--target", e);
 	if (r < 0 || !a->custody_log)
 		return r;
 	if (a->custody_log[0] != '/') {
@@ -293,6 +312,17 @@ static int load_config(const struct args *a, struct config *conf, struct alerr *
 	               "--custody-log", e);
 	free(abs);
 	return r;
+}
+
+/* The database whose anchors verify checks: --target, else the target
+ * the file sets in [import], but only for the configured log: a copy
+ * named with --custody-log (a low-side log, another station's) is not
+ * checked against this station's database unless --target says so. */
+static const char *verify_target(const struct args *a, const struct config *conf)
+{
+	if (a->target || !a->custody_log)
+		return conf->import.target;
+	return NULL;
 }
 
 int main(int argc, char **argv)
@@ -317,7 +347,8 @@ int main(int argc, char **argv)
 	if (r == 0) {
 		switch (a.command) {
 		case CMD_VERIFY:
-			r = audit_verify(conf.custody_log, a.anchors, a.n_anchors, stdout, &e);
+			r = audit_verify(conf.custody_log, a.anchors, a.n_anchors,
+			                 verify_target(&a, &conf), stdout, &e);
 			break;
 		case CMD_LIST:
 			r = audit_list(conf.custody_log, &a.filter, a.format, stdout, &e);

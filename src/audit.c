@@ -9,6 +9,7 @@
 #include "audit.h"
 #include "bounds.h"
 #include "custody.h"
+#include "restore.h"
 
 int audit_format_parse(const char *s, enum audit_format *fmt)
 {
@@ -425,12 +426,36 @@ int audit_list(const char *log, const struct audit_filter *f, enum audit_format 
 }
 
 int audit_verify(const char *log, const struct custody_anchor *anchors, size_t n_anchors,
-                 FILE *out, struct alerr *e)
+                 const char *target, FILE *out, struct alerr *e)
 {
 	struct custody_summary sum;
+	struct custody_anchor *db = NULL, *all = NULL;
+	size_t n_db = 0;
 	int r;
 
-	r = custody_verify(log, anchors, n_anchors, NULL, NULL, &sum, e);
+	if (target) {
+		r = restore_read_anchors(target, &db, &n_db, e);
+		if (r < 0)
+			return r;
+		if (n_db > 0 && n_anchors > 0) {
+			/* both bounded by CUSTODY_MAX_ANCHORS: no overflow */
+			all = malloc((n_db + n_anchors) * sizeof(*all));
+			if (!all) {
+				free(db);
+				return alerr_set(e, ALERR_OSERR, -ENOMEM, "audit.memory", "out of memory");
+			}
+			memcpy(all, anchors, n_anchors * sizeof(*all));
+			memcpy(all + n_anchors, db, n_db * sizeof(*all));
+		}
+	}
+	if (all)
+		r = custody_verify(log, all, n_anchors + n_db, NULL, NULL, &sum, e);
+	else if (n_db > 0)
+		r = custody_verify(log, db, n_db, NULL, NULL, &sum, e);
+	else
+		r = custody_verify(log, anchors, n_anchors, NULL, NULL, &sum, e);
+	free(all);
+	free(db);
 	if (r < 0)
 		return r;
 	fprintf(out, "custody log OK: %llu entries, head seq %llu hash %s",
@@ -440,6 +465,10 @@ int audit_verify(const char *log, const struct custody_anchor *anchors, size_t n
 		        sum.torn_recorded == 1 ? "" : "s");
 	if (n_anchors)
 		fprintf(out, "; %zu anchor%s match", n_anchors, n_anchors == 1 ? "" : "s");
+	if (target && n_db)
+		fprintf(out, "; %zu database anchor%s match", n_db, n_db == 1 ? "" : "s");
+	else if (target)
+		fputs("; the database records no anchors", out);
 	fputc('\n', out);
 	return 0;
 }

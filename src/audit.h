@@ -45,10 +45,14 @@ int audit_parse_time(const char *s, int64_t *us);
  * value is ALERR_USAGE "audit.bad_filter". */
 int audit_filter_check(const struct audit_filter *f, struct alerr *e);
 
-/* Verify the log; on success print "custody log OK: N entries, head seq N
- * hash H" to out. Errors as custody_verify's. */
+/* Verify the log against the anchors given and, when target (a libpq
+ * conninfo) is not NULL, every anchor that database's airlock.imports
+ * records (restore_read_anchors; its errors and pg's "db.*" as they
+ * are). On success print "custody log OK: N entries, head seq N hash H"
+ * and what was matched to out. Errors as custody_verify's: a log cut
+ * before an anchor is ALERR_REJECT "custody.log_cut". */
 int audit_verify(const char *log, const struct custody_anchor *anchors, size_t n_anchors,
-                 FILE *out, struct alerr *e);
+                 const char *target, FILE *out, struct alerr *e);
 
 /* Print the entries f selects in the format given. */
 int audit_list(const char *log, const struct audit_filter *f, enum audit_format fmt,

@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "bounds.h"
+#include "custody.h"
 #include "log.h"
 #include "pg.h"
 #include "restore.h"
@@ -1891,6 +1892,80 @@ int restore_read_state(const char *conninfo, const char *channel,
 			st->newest_created = neg ? -(int64_t)v : (int64_t)v;
 	}
 out:
+	pg_result_free(res);
+	pg_close(c);
+	return r;
+}
+
+int restore_read_anchors(const char *conninfo, struct custody_anchor **out, size_t *n,
+                         struct alerr *e)
+{
+	struct pg_conn *c = NULL;
+	struct pg_result *res = NULL;
+	struct custody_anchor *a = NULL;
+	char limit[24], pair[24 + 1 + CUSTODY_HASH_HEX_LEN + 1];
+	const char *p[1] = { limit };
+	char channel[4 * CHANNEL_MAX + 1];
+	const char *seq, *hash, *chan, *what;
+	size_t i, rows;
+	uint64_t v;
+	int r;
+
+	*out = NULL;
+	*n = 0;
+	r = pg_connect(conninfo, &c, e);
+	if (r < 0)
+		return r;
+	r = pg_query(c, "SELECT pg_catalog.to_regclass('" RESTORE_BOOK_SCHEMA
+	             ".imports') IS NOT NULL", 0, NULL, 1, &res, e);
+	if (r < 0 || strcmp(pg_result_get(res, 0, 0), "t") != 0)
+		goto out;
+	pg_result_free(res);
+	res = NULL;
+	/* one row more than the bound: "too many" is then known */
+	snprintf(limit, sizeof(limit), "%u", CUSTODY_MAX_ANCHORS + 1u);
+	r = pg_query(c, RESTORE_ANCHOR_QUERY, 1, p, 4, &res, e);
+	if (r < 0)
+		goto out;
+	rows = pg_result_ntuples(res);
+	if (rows > CUSTODY_MAX_ANCHORS) {
+		r = alerr_set(e, ALERR_REJECT, -E2BIG, "restore.anchors_too_many",
+		              "airlock.imports holds more than %u custody anchors",
+		              CUSTODY_MAX_ANCHORS);
+		goto out;
+	}
+	if (rows == 0)
+		goto out;
+	a = calloc(rows, sizeof(*a));
+	if (!a) {
+		r = alerr_set(e, ALERR_OSERR, -ENOMEM, "restore.nomem", "out of memory");
+		goto out;
+	}
+	for (i = 0; i < rows; i++) {
+		seq = pg_result_get(res, i, 0);
+		hash = pg_result_get(res, i, 1);
+		if (pg_result_isnull(res, i, 0) || pg_result_isnull(res, i, 1))
+			what = "custody_seq and custody_hash are not both set";
+		else if (text_parse_u64(seq, strlen(seq), (uint64_t)CUSTODY_MAX_INT, &v) < 0 || v < 1)
+			what = "custody_seq is not 1 to 2^53-1";
+		else if (strlen(hash) != CUSTODY_HASH_HEX_LEN ||
+		         snprintf(pair, sizeof(pair), "%s:%s", seq, hash) >= (int)sizeof(pair) ||
+		         custody_anchor_parse(pair, &a[i]) < 0)
+			what = "custody_hash is not 64 lower-case hex digits";
+		else
+			continue;
+		chan = pg_result_get(res, i, 2);
+		log_sanitize(channel, sizeof(channel), chan, strlen(chan));
+		r = alerr_set(e, ALERR_REJECT, -EBADMSG, "restore.anchor",
+		              "airlock.imports: the import of channel %s sequence %s has a malformed custody anchor: %s",
+		              channel, pg_result_get(res, i, 3), what);
+		goto out;
+	}
+	*out = a;
+	*n = rows;
+	a = NULL;
+out:
+	free(a);
 	pg_result_free(res);
 	pg_close(c);
 	return r;

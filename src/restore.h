@@ -96,6 +96,22 @@ struct restore_state {
 int restore_read_state(const char *conninfo, const char *channel,
                        struct restore_state *st, struct alerr *e);
 
+/* The custody anchors the imports recorded, for airlock-audit verify:
+ * each airlock.imports row's (custody_seq, custody_hash) pair, ordered by
+ * custody_seq (RESTORE_ANCHOR_QUERY). *out is malloc'd (free() it; NULL
+ * when *n is 0); no airlock.imports table gives none. A row with one of
+ * the two NULL, a seq outside 1..2^53-1 or a hash other than 64
+ * lower-case hex digits is ALERR_REJECT "restore.anchor" naming the
+ * row's channel and sequence (the record was altered); more than
+ * CUSTODY_MAX_ANCHORS rows, ALERR_REJECT "restore.anchors_too_many". */
+#define RESTORE_ANCHOR_QUERY \
+	"SELECT custody_seq, custody_hash, channel, sequence FROM " RESTORE_BOOK_SCHEMA \
+	".imports WHERE custody_seq IS NOT NULL OR custody_hash IS NOT NULL" \
+	" ORDER BY custody_seq, channel, sequence LIMIT $1"
+struct custody_anchor;
+int restore_read_anchors(const char *conninfo, struct custody_anchor **out, size_t *n,
+                         struct alerr *e);
+
 /* Serialize imports per channel: a session advisory lock, held on its own
  * connection until restore_lock_free. Waits (bounded by timeout_ms, 0:
  * PG_DEFAULT_TIMEOUT_MS) while another import of the channel runs. */
