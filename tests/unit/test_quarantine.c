@@ -174,6 +174,8 @@ Test(quarantine, copies_exactly_the_declared_volume_of_an_image_file)
 		cr_assert_eq(harness_run(argv, NULL, &out, NULL), 0);
 	}
 	cr_assert_eq(strncmp(out, hex, 64), 0, "sha256sum %s, quarantine %s", out, hex);
+	free(out);
+	free(cmd);
 	cmd = harness_strdup_printf("head -c %" PRIu64 " '%s' | cmp - '%s'", vi.bytes, img,
 	                            res.image);
 	{
@@ -500,6 +502,8 @@ Test(quarantine, media_removed_mid_copy_removes_the_partial_copy, .timeout = 120
 	alerr_clear(&e);
 	r = quarantine_copy(dev, &p, shrink_progress, &s, &res, &e);
 	harness_loop_detach(dev);
+	free(dev);
+	s.dev = NULL;
 	cr_assert_lt(r, 0);
 	cr_assert_str_eq(e.reason, "media.read", "%s", e.message);
 	cr_assert_eq(e.cls, ALERR_IOERR);

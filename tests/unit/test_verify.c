@@ -55,9 +55,22 @@ static void setup(void)
 	alerr_clear(&E);
 }
 
+/* Paths made by a test, freed after it. */
+static char *owned[64];
+static size_t n_owned;
+
+static char *own(char *p)
+{
+	if (n_owned < sizeof(owned) / sizeof(owned[0]))
+		owned[n_owned++] = p;
+	return p;
+}
+
 static void teardown(void)
 {
 	verify_result_clear(&R);
+	while (n_owned > 0)
+		free(owned[--n_owned]);
 }
 
 TestSuite(verify, .init = setup, .fini = teardown, .timeout = 120);
@@ -93,7 +106,7 @@ static char *forge(const char *name, const char *attack, const char *const signe
 	cr_assert_eq(st, 0, "al-forge %s: %s", attack, err);
 	free(err);
 	free(tool);
-	return img;
+	return own(img);
 }
 
 static char *forge1(const char *name, const char *attack, const char *signer)
@@ -325,9 +338,9 @@ Test(verify, c17_a_missing_keyring_is_refused_before_anything_is_read)
 
 Test(verify, c17_a_keyring_writable_by_others_is_refused)
 {
-	char *kr = harness_strdup_printf("%s/kr-%ld", harness_scratch(), (long)getpid());
-	char *cmd = harness_strdup_printf("cp -a '%s' '%s' && chmod 0777 '%s'",
-	                                  K.keyring_home, kr, kr);
+	char *kr = own(harness_strdup_printf("%s/kr-%ld", harness_scratch(), (long)getpid()));
+	char *cmd = own(harness_strdup_printf("cp -a '%s' '%s' && chmod 0777 '%s'",
+	                                  K.keyring_home, kr, kr));
 	const char *argv[] = { "sh", "-c", cmd, NULL };
 
 	cr_assert_eq(harness_run(argv, NULL, NULL, NULL), 0);
@@ -496,7 +509,7 @@ Test(verify, c30_the_total_size_cap_is_applied)
 
 Test(verify, c33_random_bytes_are_not_a_volume)
 {
-	char *img = harness_strdup_printf("%s/random-%ld.img", harness_scratch(), (long)getpid());
+	char *img = own(harness_strdup_printf("%s/random-%ld.img", harness_scratch(), (long)getpid()));
 	unsigned char buf[128 * 1024];
 	size_t i;
 
