@@ -36,7 +36,24 @@ static void init(void)
 	cr_assert_eq(digest_library_init(&e), 0, "%s", e.message);
 }
 
-TestSuite(quarantine, .init = init);
+/* Paths a test makes, freed after it. */
+static char *owned[64];
+static size_t n_owned;
+
+static char *own(char *p)
+{
+	if (n_owned < sizeof(owned) / sizeof(owned[0]))
+		owned[n_owned++] = p;
+	return p;
+}
+
+static void fini(void)
+{
+	while (n_owned > 0)
+		free(owned[--n_owned]);
+}
+
+TestSuite(quarantine, .init = init, .fini = fini);
 
 static void put(const char *path, const void *data, size_t len)
 {
@@ -86,7 +103,7 @@ static char *make_image(const char *name, size_t payload, uint64_t sequence,
 	             e.message, e.reason);
 	close(fd);
 	free(b);
-	return img;
+	return own(img);
 }
 
 static size_t dir_entries(const char *dir)
@@ -106,7 +123,7 @@ static size_t dir_entries(const char *dir)
 
 static char *qdir(const char *name)
 {
-	return harness_strdup_printf("%s/%s", harness_scratch(), name);
+	return own(harness_strdup_printf("%s/%s", harness_scratch(), name));
 }
 
 static void append_junk(const char *path, size_t n)
@@ -183,6 +200,7 @@ Test(quarantine, copies_exactly_the_declared_volume_of_an_image_file)
 
 		cr_assert_eq(harness_run(argv, NULL, NULL, NULL), 0, "the copy differs");
 	}
+	free(cmd);
 }
 
 static int count_progress(void *ctx, uint64_t done, uint64_t total)
@@ -284,7 +302,7 @@ Test(quarantine, a_truncated_image_is_refused_before_anything_is_copied)
 
 Test(quarantine, random_bytes_are_left_alone)
 {
-	char *img = harness_strdup_printf("%s/random.img", harness_scratch());
+	char *img = own(harness_strdup_printf("%s/random.img", harness_scratch()));
 	struct quarantine_policy p = { .dir = qdir(__func__), .max_bytes = UINT64_C(1) << 30 };
 	unsigned char buf[256 * 1024];
 	size_t i;
@@ -298,7 +316,7 @@ Test(quarantine, random_bytes_are_left_alone)
 
 Test(quarantine, an_ext4_image_is_left_alone)
 {
-	char *img = harness_strdup_printf("%s/ext4.img", harness_scratch());
+	char *img = own(harness_strdup_printf("%s/ext4.img", harness_scratch()));
 	struct quarantine_policy p = { .dir = qdir(__func__), .max_bytes = UINT64_C(1) << 30 };
 	const char *argv[] = { "mkfs.ext4", "-q", "-F", img, "4M", NULL };
 
@@ -309,9 +327,9 @@ Test(quarantine, an_ext4_image_is_left_alone)
 
 Test(quarantine, an_iso_without_an_airlock_label_is_left_alone)
 {
-	char *src = harness_mkdir("plain", 0755);
-	char *img = harness_strdup_printf("%s/plain.iso", harness_scratch());
-	char *f = harness_strdup_printf("%s/hello", src);
+	char *src = own(harness_mkdir("plain", 0755));
+	char *img = own(harness_strdup_printf("%s/plain.iso", harness_scratch()));
+	char *f = own(harness_strdup_printf("%s/hello", src));
 	struct quarantine_policy p = { .dir = qdir(__func__), .max_bytes = UINT64_C(1) << 30 };
 	const char *argv[] = { "xorriso", "-as", "mkisofs", "-quiet", "-R", "-V", "BACKUP_1",
 	                       "-o", img, src, NULL };
@@ -336,7 +354,7 @@ Test(quarantine, a_symlinked_image_is_refused)
 {
 	struct volume_info vi;
 	char *img = make_image("target", MiB, 5, &vi);
-	char *link = harness_strdup_printf("%s/link.iso", harness_scratch());
+	char *link = own(harness_strdup_printf("%s/link.iso", harness_scratch()));
 	struct quarantine_policy p = { .dir = qdir(__func__), .max_bytes = UINT64_C(1) << 30 };
 
 	cr_assert_eq(symlink(img, link), 0);
@@ -441,7 +459,7 @@ Test(quarantine, a_filesystem_full_during_the_copy_leaves_no_partial_file)
 	struct volume_info vi;
 	char *img = make_image("enospc", 3 * MiB, 5, &vi);
 	struct quarantine_policy p = { .dir = qdir(__func__), .max_bytes = UINT64_C(1) << 30 };
-	char *filler = harness_strdup_printf("%s/filler", p.dir);
+	char *filler = own(harness_strdup_printf("%s/filler", p.dir));
 	struct quarantine_result res;
 	struct alerr e;
 
