@@ -167,4 +167,19 @@ set -e
 pg_restart high
 
 "$AUDIT" verify --custody-log "$S/high.log" >/dev/null || fail "the high-side log does not verify at the end"
+
+# The real trail of writes and imports renders in the three formats.
+for log in low.log high.log; do
+	n=$(wc -l < "$log")
+	"$AUDIT" list --custody-log "$S/$log" --format json > list.json || fail "list --format json ($log)"
+	[ "$(wc -l < list.json)" = "$n" ] || fail "list --format json: $n entries expected ($log)"
+	jq -e -s 'all(.[]; has("seq") and has("event") and has("hash"))' list.json >/dev/null || fail "list JSON content ($log)"
+	"$AUDIT" list --custody-log "$S/$log" --format csv > list.csv || fail "list --format csv ($log)"
+	[ "$(wc -l < list.csv)" -gt "$n" ] || fail "list --format csv: a header and $n rows expected ($log)"
+	"$AUDIT" list --custody-log "$S/$log" > list.txt || fail "list ($log)"
+	grep -q 'bundle.written\|restore.done' list.txt || fail "list table content ($log)"
+done
+bundle=$(jq -r 'select(.event == "restore.done") | .bundle.bundle_id' high.log | head -n 1)
+"$AUDIT" show --custody-log "$S/high.log" "$bundle" > show.txt || fail "show $bundle"
+grep -q 'restore.done' show.txt && grep -q 'bundle.verified' show.txt || { cat show.txt; fail "show: the trail is incomplete"; }
 echo "import.sh: all cases passed"
