@@ -1065,6 +1065,19 @@ static int alter_table(struct rst *x, struct rschema *s, struct rtable *t,
 	return sb_ident(b, x->c, t->name, x->e);
 }
 
+/* A constraint definition without a trailing NOT VALID: the staging rows
+ * are checked against every constraint, whatever the source let in
+ * (catalogue 42). */
+static void sb_add_def(struct sbuf *b, const char *def)
+{
+	static const char nv[] = " NOT VALID";
+	size_t len = strlen(def);
+
+	if (len >= sizeof(nv) - 1 && strcmp(def + len - (sizeof(nv) - 1), nv) == 0)
+		len -= sizeof(nv) - 1;
+	sb_addn(b, def, len);
+}
+
 /* Primary, unique and check constraints, then indexes (pass 0); foreign
  * keys (pass 1): their referenced keys exist by then. */
 static int add_constraints(struct rst *x, struct rschema *s, int pass)
@@ -1086,7 +1099,7 @@ static int add_constraints(struct rst *x, struct rschema *s, int pass)
 			if (r == 0)
 				r = sb_ident(&b, x->c, c->name, x->e);
 			sb_add(&b, " ");
-			sb_add(&b, c->def);
+			sb_add_def(&b, c->def);
 			if (r < 0) {
 				free(b.s);
 				return r;
