@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "alerr.h"
+#include "cli.h"
 #include "conf.h"
 #include "import.h"
 #include "log.h"
@@ -106,12 +107,7 @@ static const struct option longopts[] = {
 static const char optstring[] = ":d:i:t:c:j:qvhV";
 
 /* Options that map onto config keys: section, key. */
-static const struct {
-	int opt;
-	const char *section;
-	const char *key;
-	const char *name;
-} config_opts[] = {
+static const struct cli_config_opt config_opts[] = {
 	{ 't', "import", "target", "--target" },
 	{ OPT_KEYRING, "import", "keyring", "--keyring" },
 	{ OPT_TRUST, "import", "trust", "--trust" },
@@ -140,19 +136,6 @@ struct cmdline {
 static void on_signal(int sig)
 {
 	import_interrupted = sig;
-}
-
-static void install_signals(void)
-{
-	struct sigaction sa;
-
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_signal;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGHUP, &sa, NULL);
-	signal(SIGPIPE, SIG_IGN);
 }
 
 static void print_result(const struct import_result *r)
@@ -239,26 +222,6 @@ static int print_json(const struct import_result *r, const struct alerr *e)
 	return rc < 0 ? -EIO : 0;
 }
 
-/* stdout must have reached its destination: a receipt lost to a full disk
- * or a closed pipe is a failure. */
-static int close_stdout(void)
-{
-	if (fflush(stdout) != 0 || ferror(stdout) || fclose(stdout) != 0) {
-		if (errno != EPIPE)
-			log_err("write error on standard output: %s", strerror(errno));
-		return -1;
-	}
-	return 0;
-}
-
-static int finish(int code)
-{
-	if (close_stdout() < 0 && code == 0)
-		code = EX_IOERR;
-	log_close();
-	return code;
-}
-
 int main(int argc, char **argv)
 {
 	struct import_options o;
@@ -267,7 +230,6 @@ int main(int argc, char **argv)
 	struct config cfg;
 	struct alerr e;
 	int c, rc, code;
-	size_t i;
 
 	memset(&cl, 0, sizeof(cl));
 	memset(&res, 0, sizeof(res));
@@ -294,22 +256,16 @@ int main(int argc, char **argv)
 		case 'h':
 			usage(stdout);
 			config_free(&cfg);
-			return finish(EX_OK);
+			return cli_finish(EX_OK);
 		case 'V':
 			printf(PROGNAME " (airlock) " PACKAGE_VERSION "\n");
 			config_free(&cfg);
-			return finish(EX_OK);
+			return cli_finish(EX_OK);
 		case '?':
-			if (optopt && optopt < 256)
-				log_err("invalid option -%c (try --help)", optopt);
-			else
-				log_err("invalid option %s (try --help)", argv[optind - 1]);
-			config_free(&cfg);
-			return finish(EX_USAGE);
 		case ':':
-			log_err("option %s needs an argument (try --help)", argv[optind - 1]);
+			cli_option_error(c, argv);
 			config_free(&cfg);
-			return finish(EX_USAGE);
+			return cli_finish(EX_USAGE);
 		default:
 			break;
 		}
@@ -317,26 +273,17 @@ int main(int argc, char **argv)
 	if (optind < argc) {
 		log_err("unexpected argument '%s' (try --help)", argv[optind]);
 		config_free(&cfg);
-		return finish(EX_USAGE);
+		return cli_finish(EX_USAGE);
 	}
-	log_set_threshold(cl.quiet ? LOG_LEVEL_WARNING :
-	                  cl.verbose > 1 ? LOG_LEVEL_DEBUG :
-	                  cl.verbose ? LOG_LEVEL_VERBOSE : LOG_LEVEL_NOTICE);
+	cli_set_verbosity(cl.quiet, cl.verbose);
 
 	rc = config_load(&cfg, cl.config ? cl.config : config_default_path(), !cl.config, &e);
 	if (rc < 0)
 		goto fail;
-	optind = 1;
-	while ((c = getopt_long(argc, argv, optstring, longopts, NULL)) != -1) {
-		for (i = 0; i < sizeof(config_opts) / sizeof(config_opts[0]); i++) {
-			if (config_opts[i].opt != c)
-				continue;
-			rc = config_set(&cfg, config_opts[i].section, config_opts[i].key,
-			                optarg, config_opts[i].name, &e);
-			if (rc < 0)
-				goto fail;
-		}
-	}
+	rc = cli_apply_config(argc, argv, optstring, longopts, config_opts,
+	                      sizeof(config_opts) / sizeof(config_opts[0]), &cfg, &e);
+	if (rc < 0)
+		goto fail;
 	if (cl.require_serial)
 		cfg.import.require_media_serial = 1;
 	if (cfg.syslog)
@@ -397,14 +344,14 @@ int main(int argc, char **argv)
 	o.verify_only = cl.verify_only;
 	o.progress = !cl.quiet && !cl.json;
 
-	install_signals();
+	cli_install_signals(on_signal);
 	if (cl.watch || cl.spool) {
 		o.progress = 0;
 		rc = cl.watch ? station_watch(&o, &code, &e) : station_spool(cl.spool, &o, &code, &e);
 		if (rc < 0)
 			goto fail;
 		config_free(&cfg);
-		return finish(code);
+		return cli_finish(code);
 	}
 	rc = import_run(&o, &res, &e);
 	if (rc < 0)
@@ -414,7 +361,7 @@ int main(int argc, char **argv)
 	else
 		print_result(&res);
 	config_free(&cfg);
-	return finish(EX_OK);
+	return cli_finish(EX_OK);
 
 fail:
 	log_alerr(&e);
@@ -424,5 +371,5 @@ fail:
 	if (cl.json)
 		print_json(&res, &e);
 	config_free(&cfg);
-	return finish(code);
+	return cli_finish(code);
 }

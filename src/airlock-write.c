@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "alerr.h"
+#include "cli.h"
 #include "conf.h"
 #include "log.h"
 #include "progress.h"
@@ -100,12 +101,7 @@ static const struct option longopts[] = {
 };
 
 /* Options that map onto config keys: section, key. */
-static const struct {
-	int opt;
-	const char *section;
-	const char *key;
-	const char *name;
-} config_opts[] = {
+static const struct cli_config_opt config_opts[] = {
 	{ 's', "write", "source", "--source" },
 	{ 'n', "write", "schema", "--schema" },
 	{ 'c', "write", "channel", "--channel" },
@@ -135,19 +131,6 @@ struct cmdline {
 static void on_signal(int sig)
 {
 	write_interrupted = sig;
-}
-
-static void install_signals(void)
-{
-	struct sigaction sa;
-
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_signal;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGHUP, &sa, NULL);
-	signal(SIGPIPE, SIG_IGN);
 }
 
 /* Ask the officer to type the serial of the device about to be wiped. */
@@ -255,26 +238,6 @@ static int print_json(const struct write_result *r, const struct alerr *e)
 	return rc < 0 ? -EIO : 0;
 }
 
-/* stdout must have reached its destination: a receipt lost to a full disk
- * or a closed pipe is a failure. */
-static int close_stdout(void)
-{
-	if (fflush(stdout) != 0 || ferror(stdout) || fclose(stdout) != 0) {
-		if (errno != EPIPE)
-			log_err("write error on standard output: %s", strerror(errno));
-		return -1;
-	}
-	return 0;
-}
-
-static int finish(int code)
-{
-	if (close_stdout() < 0 && code == 0)
-		code = EX_IOERR;
-	log_close();
-	return code;
-}
-
 int main(int argc, char **argv)
 {
 	struct write_options o;
@@ -284,7 +247,6 @@ int main(int argc, char **argv)
 	struct alerr e;
 	uint64_t seq = 0;
 	int c, rc, code;
-	size_t i;
 
 	memset(&cl, 0, sizeof(cl));
 	memset(&res, 0, sizeof(res));
@@ -312,22 +274,16 @@ int main(int argc, char **argv)
 		case 'h':
 			usage(stdout);
 			config_free(&cfg);
-			return finish(EX_OK);
+			return cli_finish(EX_OK);
 		case 'V':
 			printf(PROGNAME " (airlock) " PACKAGE_VERSION "\n");
 			config_free(&cfg);
-			return finish(EX_OK);
+			return cli_finish(EX_OK);
 		case '?':
-			if (optopt && optopt < 256)
-				log_err("invalid option -%c (try --help)", optopt);
-			else
-				log_err("invalid option %s (try --help)", argv[optind - 1]);
-			config_free(&cfg);
-			return finish(EX_USAGE);
 		case ':':
-			log_err("option %s needs an argument (try --help)", argv[optind - 1]);
+			cli_option_error(c, argv);
 			config_free(&cfg);
-			return finish(EX_USAGE);
+			return cli_finish(EX_USAGE);
 		default:
 			break;
 		}
@@ -335,27 +291,18 @@ int main(int argc, char **argv)
 	if (optind < argc) {
 		log_err("unexpected argument '%s' (try --help)", argv[optind]);
 		config_free(&cfg);
-		return finish(EX_USAGE);
+		return cli_finish(EX_USAGE);
 	}
-	log_set_threshold(cl.quiet ? LOG_LEVEL_WARNING :
-	                  cl.verbose > 1 ? LOG_LEVEL_DEBUG :
-	                  cl.verbose ? LOG_LEVEL_VERBOSE : LOG_LEVEL_NOTICE);
+	cli_set_verbosity(cl.quiet, cl.verbose);
 
 	rc = config_load(&cfg, cl.config ? cl.config : config_default_path(), !cl.config, &e);
 	if (rc < 0)
 		goto fail;
 
-	optind = 1;
-	while ((c = getopt_long(argc, argv, ":s:n:c:S:j:d:i:yqvhV", longopts, NULL)) != -1) {
-		for (i = 0; i < sizeof(config_opts) / sizeof(config_opts[0]); i++) {
-			if (config_opts[i].opt != c)
-				continue;
-			rc = config_set(&cfg, config_opts[i].section, config_opts[i].key,
-			                optarg, config_opts[i].name, &e);
-			if (rc < 0)
-				goto fail;
-		}
-	}
+	rc = cli_apply_config(argc, argv, ":s:n:c:S:j:d:i:yqvhV", longopts, config_opts,
+	                      sizeof(config_opts) / sizeof(config_opts[0]), &cfg, &e);
+	if (rc < 0)
+		goto fail;
 
 	if (cl.device && cl.image) {
 		rc = alerr_set(&e, ALERR_USAGE, -EINVAL, "usage",
@@ -428,7 +375,7 @@ int main(int argc, char **argv)
 	o.progress = !cl.quiet && !cl.json;
 	o.confirm = (cl.device && !cl.yes) ? confirm_serial : NULL;
 
-	install_signals();
+	cli_install_signals(on_signal);
 	rc = write_run(&o, &res, &e);
 	if (rc < 0)
 		goto fail;
@@ -437,7 +384,7 @@ int main(int argc, char **argv)
 	else
 		print_receipt(&res);
 	config_free(&cfg);
-	return finish(EX_OK);
+	return cli_finish(EX_OK);
 
 fail:
 	log_alerr(&e);
@@ -445,5 +392,5 @@ fail:
 	if (cl.json)
 		print_json(&res, &e);
 	config_free(&cfg);
-	return finish(code);
+	return cli_finish(code);
 }
