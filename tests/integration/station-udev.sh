@@ -76,7 +76,9 @@ dst_sum() {
 # Wait (at most 120 s) until the custody log has N lines matching PATTERN.
 wait_log() { # N PATTERN WHAT
 	i=0
-	while [ "$(grep -c -- "$2" high.log 2>/dev/null || true)" -lt "$1" ]; do
+	# Through cat: a log not yet created counts 0 matches (grep -c on a
+	# missing file prints nothing, and the test would stop waiting).
+	while [ "$(cat high.log 2>/dev/null | grep -c -- "$2" || true)" -lt "$1" ]; do
 		i=$((i + 1))
 		[ "$i" -le 240 ] || { cat watch.err; fail "timed out waiting for $3"; }
 		kill -0 "$watch_pid" 2>/dev/null || { cat watch.err; fail "the watcher died waiting for $3"; }
