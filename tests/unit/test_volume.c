@@ -775,12 +775,17 @@ Test(volume, progress_can_cancel)
 static void expect_write_fails(const char *bundle, const char *reason)
 {
 	struct volume_info vi;
-	char *img = scratch_path("fail.iso");
+	char name[64];
+	char *img;
 	struct alerr e;
 	int fd;
 
+	/* Criterion runs tests in parallel in one scratch directory. */
+	snprintf(name, sizeof(name), "fail-%ld.iso", (long)getpid());
+	img = scratch_path(name);
 	unlink(img);
 	fd = open(img, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	cr_assert_geq(fd, 0, "%s: %s", img, strerror(errno));
 	alerr_clear(&e);
 	cr_assert_lt(volume_write(bundle, fd, 1, CREATED, NULL, NULL, &vi, &e), 0);
 	cr_assert_str_eq(e.reason, reason, "%s [%s]", e.message, e.reason);
