@@ -440,6 +440,41 @@ static int before_swap(void *ctx, struct restore_record *rec, struct alerr *e)
 	return 0;
 }
 
+/* A load worker's own reader of the payload (restore with --jobs > 1):
+ * the same verified chunks of the quarantine copy, from the start. */
+struct payload_src {
+	const char *image;
+	uint64_t n_chunks;
+	struct volume_limits lim;
+	struct unpack_limits ul;
+};
+
+static int open_payload(void *ctx, struct unpack **out, void **handle, struct alerr *e)
+{
+	const struct payload_src *ps = ctx;
+	struct volume_chunks *chunks = NULL;
+	int r;
+
+	*out = NULL;
+	*handle = NULL;
+	r = volume_chunks_open(&chunks, ps->image, ps->n_chunks, &ps->lim, e);
+	if (r == 0)
+		r = unpack_new(out, volume_chunks_read, chunks, &ps->ul, e);
+	if (r < 0) {
+		volume_chunks_close(chunks);
+		return r;
+	}
+	*handle = chunks;
+	return 0;
+}
+
+static void close_payload(void *ctx, struct unpack *u, void *handle)
+{
+	(void)ctx;
+	unpack_free(u);
+	volume_chunks_close(handle);
+}
+
 static int stage_restore(struct importer *im, struct alerr *e)
 {
 	const struct import_options *o = im->o;
@@ -451,6 +486,7 @@ static int stage_restore(struct importer *im, struct alerr *e)
 	struct restore_result rr;
 	struct volume_limits lim;
 	struct unpack_limits ul;
+	struct payload_src ps;
 	const char *signers[SIG_MAX_FILES];
 	size_t i;
 	int r;
@@ -488,6 +524,13 @@ static int stage_restore(struct importer *im, struct alerr *e)
 	ro.lock_timeout_ms = o->lock_timeout * 1000u;
 	ro.progress = on_restore;
 	ro.progress_ctx = im;
+	ps.image = im->q.image;
+	ps.n_chunks = m->n_files;
+	ps.lim = lim;
+	ps.ul = ul;
+	ro.open_payload = open_payload;
+	ro.close_payload = close_payload;
+	ro.payload_ctx = &ps;
 	memset(&rr, 0, sizeof(rr));
 	im->bar = progress_new("restore", 0, o->progress);
 	r = restore_run(&ro, u, m, &rec, before_swap, im, &rr, e);

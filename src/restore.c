@@ -2,7 +2,9 @@
 
 #include <errno.h>
 #include <json.h>
+#include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,11 +18,6 @@
 #include "pg.h"
 #include "restore.h"
 #include "text.h"
-
-/* jobs > 1 is accepted and loads over one connection: the payload is one
- * sequential stream, and the single build transaction is what lets
- * COPY FREEZE make the new rows visible to readers whose snapshot is
- * older than the swap (see restore_run). */
 
 #define CATALOG_NAME            "catalog.json"
 #define CATALOG_FORMAT          "airlock-catalog/1"
@@ -158,6 +155,40 @@ struct rst {
 	char *buf;
 	uint64_t bytes, progress_mark;
 	struct restore_result *res;
+	struct par *par;        /* a load worker's: the shared state */
+};
+
+/* The parallel load (jobs > 1): tables claimed in catalog order. */
+struct ptable {
+	struct rschema *s;
+	struct rtable *t;
+};
+
+struct pworker {
+	struct par *p;
+	struct rst x;           /* the main one's copy: own c, u, buf, e, res */
+	struct alerr e;
+	struct restore_result res;
+	void *handle;           /* open_payload's, for close_payload */
+	size_t pos;             /* the table its reader is before */
+	pthread_t thread;
+	int started;
+};
+
+struct par {
+	struct rst *main;
+	struct pworker *w;
+	unsigned int n;
+	struct ptable *flat;
+	size_t ntables;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	size_t next;            /* the next table to claim */
+	unsigned int running;
+	atomic_int stop;
+	_Atomic uint64_t bytes;
+	int failed;             /* err holds the first failure */
+	struct alerr err;
 };
 
 /* ------------------------------------------------------------------ */
@@ -939,6 +970,15 @@ static int progress(struct rst *x, int force)
 {
 	int r;
 
+	if (x->par) {           /* a load worker: the main thread reports */
+		atomic_fetch_add(&x->par->bytes, x->bytes - x->progress_mark);
+		x->progress_mark = x->bytes;
+		if (atomic_load(&x->par->stop))
+			return alerr_set(x->e, ALERR_SOFTWARE, -ECANCELED,
+			                 "restore.cancelled", "stopped: another load "
+			                 "worker failed");
+		return 0;
+	}
 	if (!x->o->progress || (!force && x->bytes - x->progress_mark < IO_BUFFER_SIZE))
 		return 0;
 	x->progress_mark = x->bytes;
@@ -970,6 +1010,18 @@ static int next_member(struct rst *x)
 	return 0;
 }
 
+static uint64_t count_lines(const char *p, size_t n)
+{
+	const char *end = p + n;
+	uint64_t k = 0;
+
+	while (p < end && (p = memchr(p, '\n', (size_t)(end - p))) != NULL) {
+		k++;
+		p++;
+	}
+	return k;
+}
+
 static int copy_error(struct rst *x, const struct alerr *t)
 {
 	return remap(x, t);
@@ -980,7 +1032,7 @@ static int load_table(struct rst *x, struct rschema *s, struct rtable *t)
 	char prefix[2 * NAME_MAX_IDENT + 16];
 	struct sbuf b = { 0 };
 	struct alerr tmp;
-	uint64_t rows = 0;
+	uint64_t rows = 0, lines = 0;
 	size_t i, plen;
 	int r, segments = 0;
 
@@ -1024,6 +1076,15 @@ static int load_table(struct rst *x, struct rschema *s, struct rtable *t)
 				return (int)n;
 			if (n == 0)
 				break;
+			/* one line per row (a newline in a value is "\n"):
+			 * more than MANIFEST says stops here, not at the end */
+			lines += count_lines(x->buf, (size_t)n);
+			if (lines > t->want_rows)
+				return alerr_set(x->e, ALERR_REJECT, -EBADMSG,
+				                 "restore.row_count", "table %s.%s: more "
+				                 "than the %llu rows MANIFEST says",
+				                 s->name, t->name,
+				                 (unsigned long long)t->want_rows);
 			alerr_clear(&tmp);
 			r = pg_copy_in_put(x->c, x->buf, (size_t)n, &tmp);
 			if (r < 0) {
@@ -1080,45 +1141,52 @@ static void sb_add_def(struct sbuf *b, const char *def)
 
 /* Primary, unique and check constraints, then indexes (pass 0); foreign
  * keys (pass 1): their referenced keys exist by then. */
-static int add_constraints(struct rst *x, struct rschema *s, int pass)
+static int add_table_constraints(struct rst *x, struct rschema *s, struct rtable *t,
+                                 int pass)
 {
-	size_t i, k;
+	size_t k;
 	int r;
 
-	for (i = 0; i < s->ntables; i++) {
-		struct rtable *t = &s->tables[i];
+	for (k = 0; k < t->ncons; k++) {
+		struct rcons *c = &t->cons[k];
+		struct sbuf b = { 0 };
 
-		for (k = 0; k < t->ncons; k++) {
-			struct rcons *c = &t->cons[k];
-			struct sbuf b = { 0 };
-
-			if ((c->kind == 'f') != (pass == 1))
-				continue;
-			r = alter_table(x, s, t, &b);
-			sb_add(&b, " ADD CONSTRAINT ");
-			if (r == 0)
-				r = sb_ident(&b, x->c, c->name, x->e);
-			sb_add(&b, " ");
-			sb_add_def(&b, c->def);
-			if (r < 0) {
-				free(b.s);
-				return r;
-			}
-			set_where(x, "table %s.%s, constraint %s: ", s->name, t->name,
-			          c->name);
-			r = xsb(x, &b);
-			if (r < 0)
-				return r;
+		if ((c->kind == 'f') != (pass == 1))
+			continue;
+		r = alter_table(x, s, t, &b);
+		sb_add(&b, " ADD CONSTRAINT ");
+		if (r == 0)
+			r = sb_ident(&b, x->c, c->name, x->e);
+		sb_add(&b, " ");
+		sb_add_def(&b, c->def);
+		if (r < 0) {
+			free(b.s);
+			return r;
 		}
-		for (k = 0; pass == 0 && k < t->nidx; k++) {
-			set_where(x, "table %s.%s, index %s: ", s->name, t->name,
-			          t->idx[k].name);
-			r = xexec(x, t->idx[k].def, 0, NULL);
-			if (r < 0)
-				return r;
-		}
+		set_where(x, "table %s.%s, constraint %s: ", s->name, t->name,
+		          c->name);
+		r = xsb(x, &b);
+		if (r < 0)
+			return r;
+	}
+	for (k = 0; pass == 0 && k < t->nidx; k++) {
+		set_where(x, "table %s.%s, index %s: ", s->name, t->name,
+		          t->idx[k].name);
+		r = xexec(x, t->idx[k].def, 0, NULL);
+		if (r < 0)
+			return r;
 	}
 	return 0;
+}
+
+static int add_constraints(struct rst *x, struct rschema *s, int pass)
+{
+	size_t i;
+	int r = 0;
+
+	for (i = 0; i < s->ntables && r == 0; i++)
+		r = add_table_constraints(x, s, &s->tables[i], pass);
+	return r;
 }
 
 static int finish_sequences(struct rst *x, struct rschema *s)
@@ -1354,23 +1422,28 @@ static int copy_grants(struct rst *x, struct rschema *s)
 	return r;
 }
 
+static int analyze_table(struct rst *x, struct rschema *s, struct rtable *t)
+{
+	struct sbuf b = { 0 };
+	int r;
+
+	sb_add(&b, "ANALYZE ");
+	r = sb_ident(&b, x->c, t->name, x->e);
+	if (r < 0) {
+		free(b.s);
+		return r;
+	}
+	set_where(x, "table %s.%s: ", s->name, t->name);
+	return xsb(x, &b);
+}
+
 static int analyze(struct rst *x, struct rschema *s)
 {
 	size_t i;
 	int r = 0;
 
-	for (i = 0; i < s->ntables && r == 0; i++) {
-		struct sbuf b = { 0 };
-
-		sb_add(&b, "ANALYZE ");
-		r = sb_ident(&b, x->c, s->tables[i].name, x->e);
-		if (r < 0) {
-			free(b.s);
-			break;
-		}
-		set_where(x, "table %s.%s: ", s->name, s->tables[i].name);
-		r = xsb(x, &b);
-	}
+	for (i = 0; i < s->ntables && r == 0; i++)
+		r = analyze_table(x, s, &s->tables[i]);
 	return r;
 }
 
@@ -1457,11 +1530,430 @@ static int lock_staging(struct rst *x, struct rschema *s)
 	return r;
 }
 
+/* ------------------------------------------------------------------ */
+/* The parallel load (jobs > 1, see restore.h) */
+
+/* Move w's reader to the first segment of table k: the members before it
+ * must be the segments of the tables in between, in order. */
+static int skip_to(struct pworker *w, size_t k)
+{
+	struct rst *x = &w->x;
+	int r;
+
+	for (; w->pos < k; w->pos++) {
+		const struct ptable *pt = &w->p->flat[w->pos];
+		char prefix[2 * NAME_MAX_IDENT + 16];
+		size_t plen;
+
+		snprintf(prefix, sizeof(prefix), "data/%s/%s/", pt->s->name, pt->t->name);
+		plen = strlen(prefix);
+		if (!x->have_member || strncmp(x->member, prefix, plen) != 0)
+			return alerr_set(x->e, ALERR_REJECT, -EBADMSG, "restore.payload",
+			                 "table %s.%s: no data segment (next member: %s)",
+			                 pt->s->name, pt->t->name,
+			                 x->have_member ? x->member : "end of the payload");
+		while (x->have_member && strncmp(x->member, prefix, plen) == 0) {
+			r = next_member(x);
+			if (r < 0)
+				return r;
+			r = progress(x, 0);
+			if (r < 0)
+				return r;
+		}
+	}
+	return 0;
+}
+
+/* One table in a transaction of its own: created, loaded with COPY
+ * FREEZE (the table is new in this transaction), its constraints but
+ * foreign keys and its indexes, ANALYZE. */
+static int load_one(struct rst *x, struct rschema *s, struct rtable *t)
+{
+	int r;
+
+	r = xexec(x, "BEGIN", 0, NULL);
+	if (r < 0)
+		return r;
+	x->in_tx = 1;
+	r = set_search_path(x, s);
+	if (r == 0)
+		r = create_table(x, s, t);
+	if (r == 0)
+		r = load_table(x, s, t);
+	if (r == 0)
+		r = add_table_constraints(x, s, t, 0);
+	if (r == 0)
+		r = analyze_table(x, s, t);
+	if (r == 0) {
+		set_where(x, "table %s.%s: ", s->name, t->name);
+		r = xexec(x, "COMMIT", 0, NULL);
+		if (r == 0)
+			x->in_tx = 0;
+	}
+	return r;
+}
+
+/* A worker's open COPY and transaction ended (its connection is closed
+ * by the main thread after the join). */
+static void worker_abort(struct rst *x)
+{
+	struct alerr t;
+
+	alerr_clear(&t);
+	if (x->c && x->in_copy)
+		pg_copy_in_end(x->c, "restore failed", NULL, &t);
+	x->in_copy = 0;
+	alerr_clear(&t);
+	if (x->c && x->in_tx)
+		(void)pg_exec(x->c, "ROLLBACK", 0, NULL, &t);
+	x->in_tx = 0;
+}
+
+static void par_fail(struct par *p, const struct alerr *e)
+{
+	pthread_mutex_lock(&p->mu);
+	/* the first failure is the reason; the others only followed it */
+	if (!p->failed) {
+		p->failed = 1;
+		p->err = *e;
+	}
+	atomic_store(&p->stop, 1);
+	pthread_cond_broadcast(&p->cv);
+	pthread_mutex_unlock(&p->mu);
+}
+
+static void *worker_main(void *arg)
+{
+	struct pworker *w = arg;
+	struct par *p = w->p;
+	struct rst *x = &w->x;
+	int r = 0;
+
+	for (;;) {
+		size_t k;
+
+		pthread_mutex_lock(&p->mu);
+		if (atomic_load(&p->stop) || p->next >= p->ntables) {
+			pthread_mutex_unlock(&p->mu);
+			break;
+		}
+		k = p->next++;
+		pthread_mutex_unlock(&p->mu);
+		r = skip_to(w, k);
+		if (r == 0)
+			r = load_one(x, p->flat[k].s, p->flat[k].t);
+		if (r < 0)
+			break;
+		w->pos = k + 1;
+		if (k + 1 == p->ntables && x->have_member) {
+			r = alerr_set(x->e, ALERR_REJECT, -EBADMSG, "restore.payload",
+			              "unexpected payload member %s after the last table",
+			              x->member);
+			break;
+		}
+		r = progress(x, 1);
+		if (r < 0)
+			break;
+	}
+	if (r < 0) {
+		worker_abort(x);
+		if (strcmp(w->e.reason, "restore.cancelled") != 0 || !atomic_load(&p->stop))
+			par_fail(p, &w->e);
+	}
+	pthread_mutex_lock(&p->mu);
+	p->running--;
+	pthread_cond_broadcast(&p->cv);
+	pthread_mutex_unlock(&p->mu);
+	return NULL;
+}
+
+/* A worker beyond the first: its own reader, moved past catalog.json
+ * (read and checked by the main one: the same verified bytes). */
+static int worker_open(struct par *p, struct pworker *w)
+{
+	const struct restore_options *o = p->main->o;
+	struct rst *x = &w->x;
+	int r;
+
+	r = o->open_payload(o->payload_ctx, &x->u, &w->handle, x->e);
+	if (r < 0)
+		return r;
+	r = next_member(x);
+	if (r == 0 && (!x->have_member || strcmp(x->member, CATALOG_NAME) != 0))
+		r = alerr_set(x->e, ALERR_REJECT, -EBADMSG, "restore.payload",
+		              "the payload does not start with %s", CATALOG_NAME);
+	if (r == 0)
+		r = next_member(x);
+	return r;
+}
+
+/* Wait for the workers, reporting progress; a cancelled restore stops
+ * them (their statements too). */
+static void par_wait(struct par *p)
+{
+	struct rst *x = p->main;
+	int cancelled = 0;
+	unsigned int i;
+
+	pthread_mutex_lock(&p->mu);
+	while (p->running > 0) {
+		struct timespec ts;
+		uint64_t bytes;
+		int r = 0;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 200 * 1000 * 1000;
+		if (ts.tv_nsec >= 1000 * 1000 * 1000) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000 * 1000 * 1000;
+		}
+		(void)pthread_cond_timedwait(&p->cv, &p->mu, &ts);
+		if (atomic_load(&p->stop) && !cancelled) {
+			cancelled = 1;
+			for (i = 0; i < p->n; i++)
+				if (p->w[i].x.c)
+					pg_cancel(p->w[i].x.c);
+		}
+		bytes = atomic_load(&p->bytes);
+		pthread_mutex_unlock(&p->mu);
+		if (x->o->progress && !cancelled && bytes != x->progress_mark) {
+			x->progress_mark = bytes;
+			r = x->o->progress(x->o->progress_ctx, bytes);
+		}
+		if (r != 0) {
+			struct alerr t;
+
+			alerr_clear(&t);
+			alerr_set(&t, ALERR_SOFTWARE, r < 0 ? r : -ECANCELED,
+			          "restore.cancelled", "the restore was cancelled");
+			par_fail(p, &t);
+		}
+		pthread_mutex_lock(&p->mu);
+	}
+	pthread_mutex_unlock(&p->mu);
+	for (i = 0; i < p->n; i++)
+		if (p->w[i].started)
+			pthread_join(p->w[i].thread, NULL);
+}
+
+/* The staging schemas and their sequences, committed. */
+static int create_staging(struct rst *x)
+{
+	size_t i, k;
+	int r;
+
+	r = xexec(x, "BEGIN", 0, NULL);
+	if (r < 0)
+		return r;
+	x->in_tx = 1;
+	for (i = 0; i < x->nschemas; i++) {
+		struct rschema *s = &x->schemas[i];
+		struct sbuf b = { 0 };
+
+		set_where(x, "schema %s: ", s->name);
+		sb_add(&b, "CREATE SCHEMA ");
+		sb_add(&b, s->qstaging);
+		r = xsb(x, &b);
+		if (r == 0)
+			r = set_search_path(x, s);
+		for (k = 0; k < s->nseqs && r == 0; k++)
+			if (!s->seqs[k].identity)
+				r = create_sequence(x, s, &s->seqs[k]);
+		if (r < 0)
+			return r;
+	}
+	set_where(x, "staging: ");
+	r = xexec(x, "COMMIT", 0, NULL);
+	if (r < 0)
+		return r;
+	x->in_tx = 0;
+	x->staged = 1;          /* from now on a failure drops them */
+	return 0;
+}
+
+static int par_start(struct par *p, unsigned int jobs)
+{
+	struct rst *x = p->main;
+	size_t i, k, n = 0;
+	unsigned int j;
+	int r;
+
+	for (i = 0; i < x->nschemas; i++)
+		n += x->schemas[i].ntables;
+	p->ntables = n;
+	p->n = jobs < n ? jobs : (unsigned int)n;
+	p->flat = calloc(n ? n : 1, sizeof(*p->flat));
+	p->w = calloc(p->n ? p->n : 1, sizeof(*p->w));
+	if (!p->flat || !p->w)
+		return nomem(x->e);
+	for (i = 0, n = 0; i < x->nschemas; i++)
+		for (k = 0; k < x->schemas[i].ntables; k++) {
+			p->flat[n].s = &x->schemas[i];
+			p->flat[n++].t = &x->schemas[i].tables[k];
+		}
+	for (j = 0; j < p->n; j++) {
+		struct pworker *w = &p->w[j];
+
+		w->p = p;
+		w->x = *x;
+		w->x.c = NULL;
+		w->x.e = &w->e;
+		w->x.res = &w->res;
+		w->x.par = p;
+		w->x.buf = NULL;
+		w->x.bytes = w->x.progress_mark = 0;
+		w->x.in_tx = w->x.in_copy = w->x.staged = 0;
+		w->x.build = 1;
+		alerr_clear(&w->e);
+		if (j > 0) {
+			w->x.u = NULL;
+			w->x.have_member = 0;
+		}
+	}
+	/* connections and readers from this thread, before any worker runs */
+	for (j = 0; j < p->n; j++) {
+		struct pworker *w = &p->w[j];
+
+		w->x.buf = malloc(IO_BUFFER_SIZE);
+		if (!w->x.buf)
+			return nomem(x->e);
+		r = pg_connect(x->o->conninfo, &w->x.c, &w->e);
+		if (r == 0) {
+			pg_set_timeout(w->x.c, x->o->timeout_ms);
+			if (j > 0)
+				r = worker_open(p, w);
+		}
+		if (r < 0) {
+			*x->e = w->e;
+			return r;
+		}
+	}
+	if (pthread_mutex_init(&p->mu, NULL) != 0)
+		return nomem(x->e);
+	if (pthread_cond_init(&p->cv, NULL) != 0) {
+		pthread_mutex_destroy(&p->mu);
+		return nomem(x->e);
+	}
+	p->running = p->n;
+	for (j = 0; j < p->n; j++) {
+		r = pthread_create(&p->w[j].thread, NULL, worker_main, &p->w[j]);
+		if (r != 0) {
+			struct alerr t;
+
+			alerr_clear(&t);
+			alerr_set(&t, ALERR_OSERR, -r, "restore.thread",
+			          "cannot start a load worker: %s", strerror(r));
+			pthread_mutex_lock(&p->mu);
+			p->running -= p->n - j;
+			pthread_mutex_unlock(&p->mu);
+			par_fail(p, &t);
+			break;
+		}
+		p->w[j].started = 1;
+	}
+	return 1;               /* started: par_wait, then par_end */
+}
+
+static void par_end(struct par *p, int started)
+{
+	const struct restore_options *o = p->main->o;
+	unsigned int j;
+
+	for (j = 0; p->w && j < p->n; j++) {
+		struct pworker *w = &p->w[j];
+
+		pg_close(w->x.c);
+		free(w->x.buf);
+		if (j > 0 && w->x.u && o->close_payload)
+			o->close_payload(o->payload_ctx, w->x.u, w->handle);
+	}
+	if (started) {
+		pthread_cond_destroy(&p->cv);
+		pthread_mutex_destroy(&p->mu);
+	}
+	free(p->w);
+	free(p->flat);
+}
+
+static int build_parallel(struct rst *x)
+{
+	struct par p;
+	unsigned int j;
+	size_t i;
+	int r, started = 0;
+
+	memset(&p, 0, sizeof(p));
+	p.main = x;
+	atomic_init(&p.stop, 0);
+	atomic_init(&p.bytes, 0);
+	x->build = 1;
+	r = create_staging(x);
+	if (r == 0)
+		r = next_member(x);
+	if (r == 0)
+		r = par_start(&p, x->o->jobs);
+	if (r > 0) {
+		started = 1;
+		log_info("restore: loading %zu tables over %u connections", p.ntables, p.n);
+		par_wait(&p);
+		r = 0;
+		if (p.failed) {
+			*x->e = p.err;
+			r = p.err.errnum < 0 ? p.err.errnum : -EIO;
+		}
+	}
+	if (r == 0 && p.ntables == 0 && x->have_member)
+		r = alerr_set(x->e, ALERR_REJECT, -EBADMSG, "restore.payload",
+		              "unexpected payload member %s after the last table",
+		              x->member);
+	for (j = 0; j < p.n && r == 0; j++) {
+		x->res->rows += p.w[j].res.rows;
+		x->res->tables += p.w[j].res.tables;
+		x->bytes += p.w[j].x.bytes;
+	}
+	/* the workers' transactions are over before the staging is dropped */
+	par_end(&p, started);
+	if (r < 0)
+		return r;
+
+	r = xexec(x, "BEGIN", 0, NULL);
+	if (r < 0)
+		return r;
+	x->in_tx = 1;
+	for (i = 0; i < x->nschemas && r == 0; i++) {
+		struct rschema *s = &x->schemas[i];
+
+		r = set_search_path(x, s);
+		if (r == 0)
+			r = add_constraints(x, s, 1);
+		if (r == 0)
+			r = finish_sequences(x, s);
+		if (r == 0)
+			r = create_views(x, s);
+		if (r == 0)
+			r = add_comments(x, s);
+		if (r == 0)
+			r = live_exists(x, s);
+		if (r == 0 && s->live_exists)
+			r = copy_grants(x, s);
+	}
+	if (r < 0)
+		return r;
+	x->build = 0;
+	set_where(x, "staging: ");
+	r = xexec(x, "COMMIT", 0, NULL);
+	if (r == 0)
+		x->in_tx = 0;
+	return r;
+}
+
 static int build(struct rst *x)
 {
 	size_t i, k;
 	int r;
 
+	if (x->o->jobs > 1 && x->o->open_payload)
+		return build_parallel(x);
 	r = xexec(x, "BEGIN", 0, NULL);
 	if (r < 0)
 		return r;

@@ -16,6 +16,22 @@
  * statement (the extended protocol refuses several) with search_path set
  * to the staging schema alone, so that unqualified names land there.
  *
+ * With jobs > 1 the load runs in parallel instead: the staging schemas
+ * and their sequences are committed first (the staging advisory lock
+ * keeps them from a concurrent cleanup; a failure drops them), then each
+ * worker takes the next table in catalog order and, in a transaction of
+ * its own, creates it, loads it with COPY FREEZE, adds its primary,
+ * unique and check constraints and indexes and analyzes it; then one
+ * transaction adds the foreign keys, sequence values, views, comments and
+ * grants. Every worker reads the payload from its start, validating the
+ * members it skips, so the worker that loads the last table has checked
+ * the whole stream. Rows are frozen as they are loaded, so a reader whose
+ * snapshot is older than the swap still sees them.
+ *
+ * A table's COPY stops as soon as its text holds more lines than
+ * MANIFEST's row count for it ("restore.row_count"), without waiting for
+ * the end of its data.
+ *
  * Reason codes (besides the pg module's "db.*"): ALERR_REJECT
  * "restore.catalog" (catalog.json malformed, or not the manifest's
  * schemas and tables), "restore.payload" (members not as the catalog
@@ -48,13 +64,23 @@
 
 struct restore_options {
 	const char *conninfo;            /* the high-side target database */
-	unsigned int jobs;               /* load connections; 0 or 1: one (see restore.c) */
+	/* Load workers, each over its own connection and its own reader of
+	 * the payload (open_payload): 0 or 1, or no open_payload, loads
+	 * everything in one transaction over one connection. */
+	unsigned int jobs;
 	uint64_t lock_timeout_ms;        /* the swap's locks (0: the default) */
 	unsigned int timeout_ms;         /* per statement (0: PG_DEFAULT_TIMEOUT_MS) */
 	/* COPY text bytes so far, at least once per MiB; non-zero stops
 	 * the restore ("restore.cancelled"). May be NULL. */
 	int (*progress)(void *ctx, uint64_t bytes);
 	void *progress_ctx;
+	/* jobs > 1: another reader of the same payload from its start, for
+	 * each load worker beyond the first; called from restore_run's
+	 * thread before the workers start. close_payload frees one. */
+	int (*open_payload)(void *ctx, struct unpack **out, void **handle,
+	                    struct alerr *e);
+	void (*close_payload)(void *ctx, struct unpack *u, void *handle);
+	void *payload_ctx;
 };
 
 /* What goes into airlock.imports. */
