@@ -80,6 +80,43 @@ static const char q_live_tables[] =
 	" WHERE n.nspname = $1 AND c.relkind IN ('r', 'p')"
 	" ORDER BY c.relname COLLATE \"C\"";
 
+/* Objects outside the live schema that depend on something in it (a
+ * view, a foreign key, a column of its row type, a function body, a
+ * publication): the swap drops the old schema, and would drop them with
+ * it. Rules, defaults, triggers and policies belong to their relation's
+ * schema; a view is named for its rule. */
+#define DEPENDENTS_SHOWN 8
+static const char q_dependents[] =
+	"WITH n AS (SELECT oid FROM pg_catalog.pg_namespace WHERE nspname = $1)"
+	" SELECT DISTINCT CASE WHEN d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass"
+	"  THEN pg_catalog.pg_describe_object('pg_catalog.pg_class'::pg_catalog.regclass,"
+	"   own.rel, 0)"
+	"  ELSE pg_catalog.pg_describe_object(d.classid, d.objid, 0) END"
+	" FROM pg_catalog.pg_depend d CROSS JOIN n"
+	" CROSS JOIN LATERAL pg_catalog.pg_identify_object(d.classid, d.objid, 0) o"
+	" CROSS JOIN LATERAL (SELECT CASE d.classid"
+	"  WHEN 'pg_catalog.pg_rewrite'::pg_catalog.regclass THEN (SELECT ev_class"
+	"   FROM pg_catalog.pg_rewrite WHERE oid = d.objid)"
+	"  WHEN 'pg_catalog.pg_attrdef'::pg_catalog.regclass THEN (SELECT adrelid"
+	"   FROM pg_catalog.pg_attrdef WHERE oid = d.objid)"
+	"  WHEN 'pg_catalog.pg_trigger'::pg_catalog.regclass THEN (SELECT tgrelid"
+	"   FROM pg_catalog.pg_trigger WHERE oid = d.objid)"
+	"  WHEN 'pg_catalog.pg_policy'::pg_catalog.regclass THEN (SELECT polrelid"
+	"   FROM pg_catalog.pg_policy WHERE oid = d.objid) END AS rel) own"
+	" WHERE d.deptype IN ('n', 'a') AND ("
+	"  (d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.refobjid IN"
+	"   (SELECT c.oid FROM pg_catalog.pg_class c WHERE c.relnamespace = n.oid))"
+	"  OR (d.refclassid = 'pg_catalog.pg_type'::pg_catalog.regclass AND d.refobjid IN"
+	"   (SELECT t.oid FROM pg_catalog.pg_type t WHERE t.typnamespace = n.oid))"
+	"  OR (d.refclassid = 'pg_catalog.pg_namespace'::pg_catalog.regclass"
+	"   AND d.refobjid = n.oid))"
+	/* o.schema is quoted where needed, as quote_ident does */
+	" AND COALESCE(o.schema, (SELECT pg_catalog.quote_ident(nn.nspname)"
+	"  FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace nn"
+	"  ON nn.oid = c.relnamespace WHERE c.oid = own.rel))"
+	" IS DISTINCT FROM pg_catalog.quote_ident($1)"
+	" ORDER BY 1 LIMIT $2";
+
 /* ------------------------------------------------------------------ */
 /* The catalog, validated: pointers into the json tree */
 
@@ -1462,6 +1499,46 @@ static int live_exists(struct rst *x, struct rschema *s)
 	return 0;
 }
 
+/* Refuse to replace a live schema that objects elsewhere depend on: the
+ * swap would drop them silently (the operator moves or drops them). */
+static int check_dependents(struct rst *x, struct rschema *s)
+{
+	char lim[16];
+	const char *p[2] = { s->name, lim };
+	struct pg_result *res;
+	struct sbuf b = { 0 };
+	size_t i, n;
+	int r;
+
+	snprintf(lim, sizeof(lim), "%d", DEPENDENTS_SHOWN + 1);
+	set_where(x, "schema %s: ", s->name);
+	r = xquery(x, q_dependents, 2, p, 1, &res);
+	if (r < 0)
+		return r;
+	n = pg_result_ntuples(res);
+	for (i = 0; i < n && i < DEPENDENTS_SHOWN; i++) {
+		char shown[256];
+		const char *d = pg_result_get(res, i, 0);
+
+		log_sanitize(shown, sizeof(shown), d, strlen(d));
+		sb_add(&b, i ? ", " : "");
+		sb_add(&b, shown);
+	}
+	if (n > DEPENDENTS_SHOWN)
+		sb_add(&b, ", ...");
+	pg_result_free(res);
+	if (n == 0) {
+		free(b.s);
+		return 0;
+	}
+	r = alerr_set(x->e, ALERR_CONFIG, -ENOTEMPTY, "restore.dependents",
+	              "schema %s: objects outside it depend on it and the swap would "
+	              "drop them: %s; move or drop them first (airlock replaces the "
+	              "schema whole)", s->name, b.bad ? "(out of memory)" : b.s);
+	free(b.s);
+	return r;
+}
+
 static int random_names(struct rst *x, struct rschema *s)
 {
 	uint8_t rnd[RANDOM_BYTES];
@@ -2138,6 +2215,8 @@ static int swap(struct rst *x, struct restore_record *rec,
 		r = live_exists(x, s);
 		if (r == 0 && s->live_exists)
 			r = lock_live(x, s);
+		if (r == 0 && s->live_exists)
+			r = check_dependents(x, s);
 	}
 	for (i = 0; i < x->nschemas && r == 0; i++) {
 		struct rschema *s = &x->schemas[i];
@@ -2317,6 +2396,9 @@ int restore_run(const struct restore_options *o, struct unpack *u,
 		           restore_major(res->source_version),
 		           restore_major(res->target_version));
 	r = bookkeeping(&x);
+	/* before the load, to spare its time; again under the swap's locks */
+	for (i = 0; i < x.nschemas && r == 0; i++)
+		r = check_dependents(&x, &x.schemas[i]);
 	for (i = 0; i < x.nschemas && r == 0; i++) {
 		r = random_names(&x, &x.schemas[i]);
 		if (r == 0)

@@ -39,6 +39,9 @@
  * "restore.data" (COPY text the target refuses: SQLSTATE class 22),
  * "restore.constraint" (rows violating a constraint: class 23),
  * "restore.schema" (a definition the target refuses: class 42);
+ * ALERR_CONFIG "restore.dependents" (objects in other schemas depend on
+ * the live schema: the swap would drop them; checked before the load and
+ * again under the swap's locks);
  * ALERR_USAGE "restore.options"; ALERR_OSERR "restore.nomem";
  * "restore.before_swap" when the callback failed without saying why.
  * A lock not taken in time is ALERR_TEMPFAIL "db.lock_timeout"; a lost

@@ -583,6 +583,47 @@ Test(restore, readers_never_see_a_partial_or_empty_feed_jobs3)
 	readers_never_see_a_partial_or_empty_feed();
 }
 
+/* A view and a foreign key in another schema over the live feed: the
+ * swap would drop them with the old schema; refused (78) before the
+ * load, the feed and the user's objects as they were; once they are
+ * gone the same bundle imports. */
+Test(restore, dependents_outside_the_schema_refused)
+{
+	struct bundle b1 = { 0 }, b2 = { 0 }, b3 = { 0 };
+	struct restore_result res;
+	struct swap_ctx sc = { 0 };
+	char *before, *after;
+
+	make_bundle(&b1);
+	restore_ok(&b1, 1);
+	make_bundle(&b2);
+	tgt_ok("CREATE SCHEMA reports;"
+	       " CREATE VIEW reports.recent AS SELECT 1 AS one FROM feeds.advisories;"
+	       " CREATE TABLE reports.notes (id bigint REFERENCES feeds.advisories (id))");
+	before = checksum(&tgt, "feeds");
+	cr_assert_lt(restore_with(&b2, 2, SHA_B, NULL, &sc, &res), 0);
+	cr_assert_eq(err.cls, ALERR_CONFIG, "%s [%s]", err.message, err.reason);
+	cr_assert_str_eq(err.reason, "restore.dependents", "%s", err.message);
+	cr_assert(strstr(err.message, "view reports.recent") != NULL, "%s", err.message);
+	cr_assert(strstr(err.message, "on table reports.notes") != NULL, "%s", err.message);
+	cr_assert_eq(sc.called, 0);
+	after = checksum(&tgt, "feeds");
+	cr_assert_str_eq(before, after, "the live feed changed");
+	free(before);
+	free(after);
+	cr_assert_eq(staging_count(), 0);
+	v_is(&tgt, "SELECT count(*) FROM pg_class WHERE relnamespace = 'reports'::regnamespace"
+	     " AND relname IN ('recent', 'notes')", "2");
+	tgt_ok("DROP SCHEMA reports CASCADE");
+	b3.dir = b2.dir;
+	b3.m = b2.m;
+	open_bundle(&b3);
+	restore_ok(&b3, 2);
+	unpack_free(b3.u);
+	free_bundle(&b1);
+	free_bundle(&b2);
+}
+
 /* ------------------------------------------------------------------ */
 /* Hostile payloads */
 
