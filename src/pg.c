@@ -159,6 +159,11 @@ static int result_error(struct pg_conn *c, const PGresult *res, int cancelled,
 	if (strcmp(state, "40001") == 0 || strcmp(state, "40P01") == 0)
 		return alerr_set(e, ALERR_TEMPFAIL, -EAGAIN, "db.conflict",
 		                 "SQLSTATE %s: %s", state, msg);
+	/* disk full, out of memory, too many connections: try again later */
+	if (strncmp(state, "53", 2) == 0)
+		return alerr_set(e, ALERR_TEMPFAIL, strcmp(state, "53100") == 0 ? -ENOSPC :
+		                 -EAGAIN, "db.resources", "the database server is out of "
+		                 "resources: SQLSTATE %s: %s", state, msg);
 	if (strcmp(state, "42501") == 0)
 		return alerr_set(e, ALERR_CONFIG, -EACCES, "db.permission",
 		                 "SQLSTATE %s: %s", state, msg);

@@ -15,7 +15,9 @@
  * server shutting down: SQLSTATE class 08, 57P01-57P03),
  * "db.timeout" (ALERR_TEMPFAIL: our timeout, or 57014),
  * "db.lock_timeout" (ALERR_TEMPFAIL, 55P03), "db.conflict"
- * (ALERR_TEMPFAIL, 40001 and 40P01), "db.permission" (ALERR_CONFIG,
+ * (ALERR_TEMPFAIL, 40001 and 40P01), "db.resources" (ALERR_TEMPFAIL:
+ * disk full, out of memory, too many connections: class 53),
+ * "db.permission" (ALERR_CONFIG,
  * 42501), "db.settings" (ALERR_CONFIG, a pinned setting did not take),
  * "db.query" (ALERR_SOFTWARE, any other SQL error), "db.result_shape"
  * (ALERR_SOFTWARE, not the columns the caller expected), "db.quote"
