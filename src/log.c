@@ -1,8 +1,12 @@
 #include "config.h"
 
+#include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <syslog.h>
+#include <unistd.h>
 
 #include "log.h"
 #include "text.h"
@@ -12,16 +16,40 @@ static unsigned int log_targets = LOG_TO_STDERR;
 static enum log_level log_threshold = LOG_LEVEL_NOTICE;
 static int log_syslog_open;
 
+/* stderr is systemd's journal stream (JOURNAL_STREAM names its device
+ * and inode, systemd.exec(5)): the journal has every stderr line already. */
+static int stderr_is_journal(void)
+{
+	const char *js = getenv("JOURNAL_STREAM");
+	uintmax_t dev, ino;
+	struct stat st;
+	char tail;
+
+	if (!js || sscanf(js, "%ju:%ju%c", &dev, &ino, &tail) != 2)
+		return 0;
+	if (fstat(STDERR_FILENO, &st) < 0)
+		return 0;
+	return (uintmax_t)st.st_dev == dev && (uintmax_t)st.st_ino == ino;
+}
+
 void log_init(const char *progname, unsigned int targets, enum log_level threshold)
 {
 	if (progname && *progname)
 		log_progname = progname;
+	/* not the same line twice in the journal */
+	if ((targets & LOG_TO_SYSLOG) && (targets & LOG_TO_STDERR) && stderr_is_journal())
+		targets &= ~(unsigned int)LOG_TO_SYSLOG;
 	log_targets = targets;
 	log_threshold = threshold;
 	if ((targets & LOG_TO_SYSLOG) && !log_syslog_open) {
 		openlog(log_progname, LOG_PID, LOG_DAEMON);
 		log_syslog_open = 1;
 	}
+}
+
+unsigned int log_get_targets(void)
+{
+	return log_targets;
 }
 
 void log_set_threshold(enum log_level threshold)

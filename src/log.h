@@ -23,6 +23,9 @@ enum log_level {
 /* Set the program name shown in front of each line and where lines go.
  * Threshold: messages above it are dropped (default NOTICE). */
 void log_init(const char *progname, unsigned int targets, enum log_level threshold);
+/* The targets in effect (LOG_TO_*): log_init drops LOG_TO_SYSLOG when
+ * stderr is systemd's journal stream, which has those lines already. */
+unsigned int log_get_targets(void);
 void log_set_threshold(enum log_level threshold);
 enum log_level log_get_threshold(void);
 void log_close(void);

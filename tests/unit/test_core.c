@@ -3,7 +3,11 @@
 
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <sysexits.h>
 
 #include "alerr.h"
@@ -107,4 +111,36 @@ Test(log, sanitize_escapes_controls_and_bad_utf8)
 	cr_assert_str_eq(out, "ok\\x1b[31m\\xff\\x5c é");
 	log_sanitize(out, 6, "abcdefgh", 8);
 	cr_assert_str_eq(out, "abcde");
+}
+
+/* Under a systemd unit stderr is the journal already: the log lines are
+ * not sent to syslog a second time (JOURNAL_STREAM, systemd.exec(5)). */
+Test(log, no_syslog_copy_when_stderr_is_the_journal)
+{
+	struct stat st;
+	char js[64];
+
+	cr_assert_eq(fstat(STDERR_FILENO, &st), 0);
+	unsetenv("JOURNAL_STREAM");
+	log_init("t", LOG_TO_STDERR | LOG_TO_SYSLOG, LOG_LEVEL_NOTICE);
+	cr_assert_eq(log_get_targets(), LOG_TO_STDERR | LOG_TO_SYSLOG);
+	log_close();
+	/* another stream is the journal: both stay */
+	snprintf(js, sizeof(js), "%ju:%ju", (uintmax_t)st.st_dev, (uintmax_t)st.st_ino + 1);
+	setenv("JOURNAL_STREAM", js, 1);
+	log_init("t", LOG_TO_STDERR | LOG_TO_SYSLOG, LOG_LEVEL_NOTICE);
+	cr_assert_eq(log_get_targets(), LOG_TO_STDERR | LOG_TO_SYSLOG);
+	log_close();
+	setenv("JOURNAL_STREAM", "garbage", 1);
+	log_init("t", LOG_TO_STDERR | LOG_TO_SYSLOG, LOG_LEVEL_NOTICE);
+	cr_assert_eq(log_get_targets(), LOG_TO_STDERR | LOG_TO_SYSLOG);
+	log_close();
+	snprintf(js, sizeof(js), "%ju:%ju", (uintmax_t)st.st_dev, (uintmax_t)st.st_ino);
+	setenv("JOURNAL_STREAM", js, 1);
+	log_init("t", LOG_TO_STDERR | LOG_TO_SYSLOG, LOG_LEVEL_NOTICE);
+	cr_assert_eq(log_get_targets(), LOG_TO_STDERR);
+	/* syslog alone stays syslog */
+	log_init("t", LOG_TO_SYSLOG, LOG_LEVEL_NOTICE);
+	cr_assert_eq(log_get_targets(), LOG_TO_SYSLOG);
+	log_close();
 }
