@@ -15,6 +15,7 @@
 #include "alerr.h"
 #include "audit.h"
 #include "bounds.h"
+#include "cli.h"
 #include "conf.h"
 #include "custody.h"
 #include "log.h"
@@ -142,19 +143,6 @@ static int usage_error(const char *fmt, ...)
 	va_end(ap);
 	log_err("%s; try '" PROG " --help'", msg);
 	return EX_USAGE;
-}
-
-/* util-linux's close_stdout: a full disk or a closed pipe must not pass
- * for a complete listing. */
-static int close_stdout(void)
-{
-	int failed = ferror(stdout);
-
-	if (fclose(stdout) != 0 || failed) {
-		log_err("write error on standard output: %s", failed ? "output error" : strerror(errno));
-		return -1;
-	}
-	return 0;
 }
 
 static const char *option_name(int opt)
@@ -339,9 +327,7 @@ int main(int argc, char **argv)
 	status = parse_args(argc, argv, &a, &exit_now);
 	if (status != 0 || exit_now >= 0) {
 		free(a.anchors);
-		if (close_stdout() < 0 && status == 0)
-			return EX_IOERR;
-		return status != 0 ? status : exit_now;
+		return cli_finish(status != 0 ? status : exit_now);
 	}
 	r = load_config(&a, &conf, &e);
 	if (r == 0) {
@@ -365,9 +351,8 @@ int main(int argc, char **argv)
 		log_alerr(&e);
 		status = alerr_exit_code(e.cls);
 	}
-	if (close_stdout() < 0 && status == EX_OK)
-		status = EX_IOERR;
 	config_free(&conf);
 	free(a.anchors);
-	return status;
+	/* A full disk or a closed pipe must not pass for a complete listing. */
+	return cli_finish(status);
 }

@@ -138,6 +138,14 @@ static int record(struct importer *im, const char *event, enum custody_outcome o
 	if (strcmp(event, CUSTODY_EV_MEDIA_QUARANTINED) == 0) {
 		custody_entry_add_detail_int(en, "bytes", (int64_t)im->q.bytes);
 		custody_entry_add_detail_str(en, "volume_id", im->q.volume_id);
+		/* Refused before there was a copy to hash: what was read. */
+		if (!im->have_copy && im->q.have_read) {
+			char hex[DIGEST_SHA256_HEX_LEN + 1];
+
+			digest_hex(hex, im->q.read_sha256);
+			custody_entry_add_detail_int(en, "read_bytes", (int64_t)im->q.read_bytes);
+			custody_entry_add_detail_str(en, "read_sha256", hex);
+		}
 	}
 	if (strcmp(event, CUSTODY_EV_BUNDLE_VERIFIED) == 0 ||
 	    strcmp(event, CUSTODY_EV_BUNDLE_REJECTED) == 0) {
@@ -802,7 +810,9 @@ out:
 	progress_done(im.bar);
 	restore_lock_free(im.lock);
 	if (im.have_copy) {
-		if (res->outcome == IMPORT_REJECTED)
+		/* A configuration error is the station's, not the bundle's:
+		 * the copy is kept for review like a refused one. */
+		if (res->outcome == IMPORT_REJECTED || (r < 0 && e->cls == ALERR_CONFIG))
 			keep_rejected(&im);
 		else
 			remove_tree(im.q.dir);

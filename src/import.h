@@ -72,7 +72,8 @@ struct import_result {
 extern volatile sig_atomic_t import_interrupted;
 
 /* Run one import. Every stage leaves a custody entry, success or refusal;
- * a refusal keeps the quarantine copy under <quarantine>/rejected. */
+ * a refusal, or a configuration error found after the copy, keeps the
+ * quarantine copy under <quarantine>/rejected. */
 int import_run(const struct import_options *o, struct import_result *res, struct alerr *e);
 
 const char *import_outcome_name(enum import_outcome o);

@@ -122,6 +122,36 @@ static ssize_t read_full(int fd, unsigned char *buf, size_t len)
 	return (ssize_t)got;
 }
 
+/* The evidence of a refusal made before the copy: the probe's got bytes
+ * in q->buf, and for an image file of at most max_bytes the rest of it,
+ * read on from there (up to its size when it was opened: what an auditor
+ * rereads with head -c). A read error ends the evidence where it is. */
+static void read_evidence(struct qcopy *q, size_t got, uint64_t max_bytes,
+                          struct quarantine_result *res)
+{
+	uint64_t done = got, end = got;
+	struct stat st;
+
+	digest_reset(q->d);
+	digest_update(q->d, q->buf, got);
+	if (fstat(q->src, &st) == 0 && S_ISREG(st.st_mode) && (uint64_t)st.st_size <= max_bytes)
+		end = (uint64_t)st.st_size;
+	while (done < end) {
+		size_t want = end - done < IO_BUFFER_SIZE ? (size_t)(end - done) : IO_BUFFER_SIZE;
+		ssize_t n = read_full(q->src, q->buf, want);
+
+		if (n <= 0)
+			break;
+		digest_update(q->d, q->buf, (size_t)n);
+		done += (uint64_t)n;
+		if ((size_t)n < want)
+			break;
+	}
+	digest_final(q->d, res->read_sha256);
+	res->read_bytes = done;
+	res->have_read = 1;
+}
+
 static int read_error(int err, const char *source, uint64_t at, struct alerr *e)
 {
 	return alerr_set(e, ALERR_IOERR, err, "media.read", "%s: read at byte %" PRIu64 ": %s%s",
@@ -260,12 +290,14 @@ int quarantine_copy(const char *source, const struct quarantine_policy *p,
 	alerr_clear(&pe);
 	r = volume_probe_buffer(q.buf, (size_t)got, &declared, res->volume_id, &pe);
 	if (r < 0) {
-		if (strcmp(pe.reason, "volume.not_iso") == 0)
+		if (strcmp(pe.reason, "volume.not_iso") == 0) {
 			r = alerr_set(e, ALERR_NOINPUT, -ENODATA, "media.not_airlock",
 			              "%s: not an ISO 9660 volume: left alone", source);
-		else
-			r = alerr_set(e, pe.cls, pe.errnum, pe.reason, "%s: %s", source,
-			              pe.message);
+			goto out;
+		}
+		r = alerr_set(e, pe.cls, pe.errnum, pe.reason, "%s: %s", source, pe.message);
+		if (pe.cls == ALERR_REJECT)
+			read_evidence(&q, (size_t)got, p->max_bytes, res);
 		goto out;
 	}
 	if (!is_airlock_label(res->volume_id)) {
@@ -281,12 +313,14 @@ int quarantine_copy(const char *source, const struct quarantine_policy *p,
 		r = alerr_set(e, ALERR_REJECT, -EFBIG, "volume.too_large",
 		              "the volume declares %" PRIu64 " bytes, over the cap of %" PRIu64,
 		              declared, p->max_bytes);
+		read_evidence(&q, (size_t)got, p->max_bytes, res);
 		goto out;
 	}
 	if (declared > media) {
 		r = alerr_set(e, ALERR_REJECT, -EBADMSG, "volume.truncated",
 		              "the volume declares %" PRIu64 " bytes, the media holds %" PRIu64,
 		              declared, media);
+		read_evidence(&q, (size_t)got, p->max_bytes, res);
 		goto out;
 	}
 
@@ -386,11 +420,13 @@ int quarantine_copy(const char *source, const struct quarantine_policy *p,
 out:
 	qcopy_cleanup(&q, res, r < 0);
 	if (r < 0) {
-		char id[VOLUME_ID_SIZE];
+		struct quarantine_result keep = *res;
 
-		memcpy(id, res->volume_id, sizeof(id));
 		memset(res, 0, sizeof(*res));
-		memcpy(res->volume_id, id, sizeof(id));
+		memcpy(res->volume_id, keep.volume_id, sizeof(res->volume_id));
+		res->have_read = keep.have_read;
+		res->read_bytes = keep.read_bytes;
+		memcpy(res->read_sha256, keep.read_sha256, sizeof(res->read_sha256));
 	}
 	return r;
 }

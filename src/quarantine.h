@@ -37,13 +37,22 @@ struct quarantine_result {
 	uint64_t bytes;                   /* the declared volume size, copied */
 	uint8_t sha256[32];               /* of those bytes */
 	char volume_id[VOLUME_ID_SIZE];   /* "AIRLOCK_<sequence>" */
+	/* Set by a refusal made before the copy exists (volume.malformed,
+	 * volume.too_large, volume.truncated), as the evidence of what was
+	 * seen: the SHA-256 of the source's first read_bytes bytes, the whole
+	 * source for an image file of at most max_bytes, else the bytes the
+	 * descriptors were probed from. */
+	int have_read;
+	uint64_t read_bytes;
+	uint8_t read_sha256[32];
 };
 
 /* Copy source (a block device, opened O_EXCL, or an image file, never a
  * symlink) into a new quarantine directory under p->dir, as said above.
  * progress (may be NULL) sees the bytes copied; a non-zero return stops
  * the copy. On any failure nothing is left under p->dir but what was
- * there before (and p->dir itself when it was created). */
+ * there before (and p->dir itself when it was created); res keeps the
+ * volume id when it was read, and the have_read evidence. */
 int quarantine_copy(const char *source, const struct quarantine_policy *p,
                     int (*progress)(void *ctx, uint64_t done, uint64_t total), void *ctx,
                     struct quarantine_result *res, struct alerr *e);

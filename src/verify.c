@@ -20,8 +20,14 @@
 struct lent {
 	char *path;        /* relative to AIRLOCK/ */
 	uint64_t size;
+	char *data;        /* a signature file's bytes, read with the listing */
+	size_t len;
 };
 
+/* The listing, and the bytes of MANIFEST and of the signature files read
+ * in the same pass (at most SIG_MAX_FILES signatures: more are refused
+ * before any is looked at). Only the payload is read in a second pass,
+ * once MANIFEST is trusted. */
 struct listing {
 	struct lent *files;            /* under AIRLOCK/, not MANIFEST or signatures */
 	size_t n_files, cap_files;
@@ -29,6 +35,8 @@ struct listing {
 	size_t n_sigs, cap_sigs;
 	int have_manifest;
 	uint64_t manifest_size;
+	char *manifest;                /* its bytes, NULL when over MANIFEST_MAX_BYTES */
+	size_t manifest_len;
 };
 
 static void listing_free(struct listing *l)
@@ -37,10 +45,13 @@ static void listing_free(struct listing *l)
 
 	for (i = 0; i < l->n_files; i++)
 		free(l->files[i].path);
-	for (i = 0; i < l->n_sigs; i++)
+	for (i = 0; i < l->n_sigs; i++) {
 		free(l->sigs[i].path);
+		free(l->sigs[i].data);
+	}
 	free(l->files);
 	free(l->sigs);
+	free(l->manifest);
 	memset(l, 0, sizeof(*l));
 }
 
@@ -66,28 +77,76 @@ static int lent_add(struct lent **v, size_t *n, size_t *cap, const char *path, u
 	if (!(*v)[*n].path)
 		return alerr_set(e, ALERR_OSERR, -ENOMEM, "verify.memory", "out of memory");
 	(*v)[*n].size = size;
+	(*v)[*n].data = NULL;
+	(*v)[*n].len = 0;
 	(*n)++;
 	return 0;
 }
 
-static int list_cb(void *ctx, const char *path, int is_dir, uint64_t size, struct alerr *e)
+/* The current file of the walk, whole (size at most max). */
+static int read_whole(struct volume_walk *w, const char *path, uint64_t size, size_t max,
+                      char **out, size_t *out_len, struct alerr *e)
 {
-	struct listing *l = ctx;
+	size_t got = 0;
+	char *buf;
+
+	*out = NULL;
+	*out_len = 0;
+	if (size > max)
+		return alerr_set(e, ALERR_SOFTWARE, -E2BIG, "verify.internal",
+		                 "%s: %" PRIu64 " bytes, over %zu", path, size, max);
+	buf = malloc(size ? (size_t)size : 1u);
+	if (!buf)
+		return alerr_set(e, ALERR_OSERR, -ENOMEM, "verify.memory", "out of memory");
+	while (got < size) {
+		ssize_t n = volume_walk_read(w, buf + got, (size_t)size - got, e);
+
+		if (n < 0) {
+			free(buf);
+			return (int)n;
+		}
+		if (n == 0)
+			break;
+		got += (size_t)n;
+	}
+	if (got != size) {
+		free(buf);
+		return alerr_set(e, ALERR_REJECT, -EBADMSG, "volume.malformed",
+		                 "%s: %zu of %" PRIu64 " bytes readable", path, got, size);
+	}
+	*out = buf;
+	*out_len = got;
+	return 0;
+}
+
+static int list_entry(struct listing *l, struct volume_walk *w, const char *path, int is_dir,
+                      uint64_t size, struct alerr *e)
+{
+	struct lent *s;
+	int r;
 
 	if (is_dir)
 		return 0;
 	if (strcmp(path, TOP "MANIFEST") == 0) {
 		l->have_manifest = 1;
 		l->manifest_size = size;
-		return 0;
+		if (size > MANIFEST_MAX_BYTES)
+			return 0;
+		return read_whole(w, path, size, MANIFEST_MAX_BYTES, &l->manifest,
+		                  &l->manifest_len, e);
 	}
-	if (strncmp(path, SIGDIR, sizeof(SIGDIR) - 1) == 0)
-		return lent_add(&l->sigs, &l->n_sigs, &l->cap_sigs, path + sizeof(SIGDIR) - 1,
-		                size, e);
+	if (strncmp(path, SIGDIR, sizeof(SIGDIR) - 1) == 0) {
+		r = lent_add(&l->sigs, &l->n_sigs, &l->cap_sigs, path + sizeof(SIGDIR) - 1,
+		             size, e);
+		if (r < 0 || l->n_sigs > SIG_MAX_FILES || size > SIG_FILE_MAX_BYTES)
+			return r;
+		s = &l->sigs[l->n_sigs - 1];
+		return read_whole(w, path, size, SIG_FILE_MAX_BYTES, &s->data, &s->len, e);
+	}
 	if (strncmp(path, TOP, sizeof(TOP) - 1) == 0)
 		return lent_add(&l->files, &l->n_files, &l->cap_files, path + sizeof(TOP) - 1,
 		                size, e);
-	/* volume_list allows nothing outside AIRLOCK/: keep it that way. */
+	/* volume_walk allows nothing outside AIRLOCK/: keep it that way. */
 	return alerr_set(e, ALERR_REJECT, -EBADMSG, "volume.entry_name",
 	                 "a file outside AIRLOCK/ on the volume");
 }
@@ -104,59 +163,6 @@ static const struct lent *lent_find(const struct listing *l, const char *path)
 	if (l->n_files == 0)
 		return NULL;
 	return bsearch(&key, l->files, l->n_files, sizeof(*l->files), lent_cmp);
-}
-
-/* Read one whole file of at most max bytes from the image. */
-static int read_whole(const char *image, const char *path, const struct volume_limits *lim,
-                      size_t max, char **out, size_t *out_len, struct alerr *e)
-{
-	struct volume_file *f = NULL;
-	uint64_t size = 0;
-	size_t got = 0;
-	char *buf = NULL;
-	int r;
-
-	*out = NULL;
-	*out_len = 0;
-	r = volume_file_open(&f, image, path, lim, &size, e);
-	if (r < 0)
-		return r;
-	if (size > max) {
-		r = alerr_set(e, ALERR_REJECT, -E2BIG,
-		              strcmp(path, TOP "MANIFEST") == 0 ? "manifest.too_large" :
-		              "volume.too_large", "%s: %" PRIu64 " bytes, at most %zu allowed",
-		              path, size, max);
-		goto out;
-	}
-	buf = malloc(size ? (size_t)size : 1u);
-	if (!buf) {
-		r = alerr_set(e, ALERR_OSERR, -ENOMEM, "verify.memory", "out of memory");
-		goto out;
-	}
-	while (got < size) {
-		ssize_t n = volume_file_read(f, buf + got, (size_t)size - got, e);
-
-		if (n < 0) {
-			r = (int)n;
-			goto out;
-		}
-		if (n == 0)
-			break;
-		got += (size_t)n;
-	}
-	if (got != size) {
-		r = alerr_set(e, ALERR_REJECT, -EBADMSG, "volume.malformed",
-		              "%s: %zu of %" PRIu64 " bytes readable", path, got, size);
-		goto out;
-	}
-	*out = buf;
-	*out_len = got;
-	buf = NULL;
-	r = 0;
-out:
-	free(buf);
-	volume_file_close(f);
-	return r;
 }
 
 static int policy_check(const char *image, const struct verify_policy *p, struct alerr *e)
@@ -181,8 +187,10 @@ static int policy_check(const char *image, const struct verify_policy *p, struct
 static int step_list(const char *image, const struct volume_limits *lim, struct listing *l,
                      struct verify_result *res, struct alerr *e)
 {
-	uint64_t bytes = 0;
-	int fd, r;
+	struct volume_walk *w = NULL;
+	uint64_t bytes = 0, size;
+	const char *path;
+	int fd, r, is_dir;
 
 	fd = open(image, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0)
@@ -192,7 +200,15 @@ static int step_list(const char *image, const struct volume_limits *lim, struct 
 	close(fd);
 	if (r < 0)
 		return r;
-	r = volume_list(image, lim, list_cb, l, e);
+	r = volume_walk_open(&w, image, lim, e);
+	if (r < 0)
+		return r;
+	while ((r = volume_walk_next(w, &path, &is_dir, &size, e)) == 1) {
+		r = list_entry(l, w, path, is_dir, size, e);
+		if (r < 0)
+			break;
+	}
+	volume_walk_close(w);
 	if (r < 0)
 		return r;
 	if (l->n_files > 1)
@@ -202,18 +218,15 @@ static int step_list(const char *image, const struct volume_limits *lim, struct 
 	return 0;
 }
 
-static int step_signatures(const char *image, const struct volume_limits *lim,
-                           const struct verify_policy *p, const struct listing *l,
-                           char **mbuf, size_t *mlen, struct verify_result *res,
-                           struct alerr *e)
+static int step_signatures(const struct verify_policy *p, const struct listing *l,
+                           struct verify_result *res, struct alerr *e)
 {
 	struct sig_policy sp = {
 		.keyring_dir = p->keyring_dir, .pinned = p->pinned,
 		.n_pinned = p->n_pinned, .threshold = p->threshold,
 	};
 	struct sig_blob blobs[SIG_MAX_FILES];
-	char *data[SIG_MAX_FILES];
-	size_t i, n = 0;
+	size_t i;
 	int r;
 
 	if (!l->have_manifest)
@@ -223,31 +236,24 @@ static int step_signatures(const char *image, const struct volume_limits *lim,
 		return alerr_set(e, ALERR_REJECT, -E2BIG, "signature.too_many",
 		                 "%zu signature files, at most %u allowed", l->n_sigs,
 		                 SIG_MAX_FILES);
-	r = read_whole(image, TOP "MANIFEST", lim, MANIFEST_MAX_BYTES, mbuf, mlen, e);
-	if (r < 0)
-		return r;
-	r = digest_buffer(*mbuf, *mlen, res->manifest_sha256);
+	if (!l->manifest)
+		return alerr_set(e, ALERR_REJECT, -E2BIG, "manifest.too_large",
+		                 TOP "MANIFEST: %" PRIu64 " bytes, at most %u allowed",
+		                 l->manifest_size, MANIFEST_MAX_BYTES);
+	r = digest_buffer(l->manifest, l->manifest_len, res->manifest_sha256);
 	if (r < 0)
 		return alerr_set(e, ALERR_SOFTWARE, r, "verify.digest", "SHA-256 unavailable");
 	res->have_manifest_sha256 = 1;
 	for (i = 0; i < l->n_sigs; i++) {
-		char path[sizeof(SIGDIR) + VOLUME_PATH_MAX];
-		size_t len = 0;
-
-		snprintf(path, sizeof(path), "%s%s", SIGDIR, l->sigs[i].path);
-		r = read_whole(image, path, lim, SIG_FILE_MAX_BYTES, &data[n], &len, e);
-		if (r < 0)
-			goto out;
-		blobs[n].name = l->sigs[i].path;
-		blobs[n].data = data[n];
-		blobs[n].len = len;
-		n++;
+		if (!l->sigs[i].data)
+			return alerr_set(e, ALERR_REJECT, -E2BIG, "volume.too_large",
+			                 SIGDIR "%s: %" PRIu64 " bytes, at most %u allowed",
+			                 l->sigs[i].path, l->sigs[i].size, SIG_FILE_MAX_BYTES);
+		blobs[i].name = l->sigs[i].path;
+		blobs[i].data = l->sigs[i].data;
+		blobs[i].len = l->sigs[i].len;
 	}
-	r = sig_verify(&sp, *mbuf, *mlen, blobs, n, &res->sigs, e);
-out:
-	for (i = 0; i < n; i++)
-		free(data[i]);
-	return r;
+	return sig_verify(&sp, l->manifest, l->manifest_len, blobs, l->n_sigs, &res->sigs, e);
 }
 
 static int step_label(const struct manifest *m, const struct verify_result *res,
@@ -267,28 +273,21 @@ static int step_label(const struct manifest *m, const struct verify_result *res,
 	return 0;
 }
 
-static int hash_file(const char *image, const struct volume_limits *lim,
-                     const struct manifest_file *mf, unsigned char *buf, struct digest *d,
-                     struct verify_result *res, struct alerr *e)
+/* Hash the walk's current file, the payload file mf. */
+static int hash_entry(struct volume_walk *w, const struct manifest_file *mf, uint64_t size,
+                      unsigned char *buf, struct digest *d, struct verify_result *res,
+                      struct alerr *e)
 {
-	char path[sizeof(TOP) + VOLUME_PATH_MAX], want[65], got_hex[65];
-	struct volume_file *f = NULL;
+	char want[65], got_hex[65];
 	uint8_t sum[DIGEST_SHA256_LEN];
-	uint64_t size = 0, got = 0;
-	int r;
+	uint64_t got = 0;
 
-	snprintf(path, sizeof(path), "%s%s", TOP, mf->path);
-	r = volume_file_open(&f, image, path, lim, &size, e);
-	if (r < 0)
-		return r;
 	digest_reset(d);
 	for (;;) {
-		ssize_t n = volume_file_read(f, buf, IO_BUFFER_SIZE, e);
+		ssize_t n = volume_walk_read(w, buf, IO_BUFFER_SIZE, e);
 
-		if (n < 0) {
-			r = (int)n;
-			goto out;
-		}
+		if (n < 0)
+			return (int)n;
 		if (n == 0)
 			break;
 		got += (uint64_t)n;
@@ -296,25 +295,84 @@ static int hash_file(const char *image, const struct volume_limits *lim,
 			break;
 		digest_update(d, buf, (size_t)n);
 	}
-	if (got != mf->size || size != mf->size) {
-		r = alerr_set(e, ALERR_REJECT, -EBADMSG, "checksum.size_mismatch",
-		              "%s: %" PRIu64 " bytes, the manifest says %" PRIu64, mf->path,
-		              got > size ? got : size, mf->size);
-		goto out;
-	}
+	if (got != mf->size || size != mf->size)
+		return alerr_set(e, ALERR_REJECT, -EBADMSG, "checksum.size_mismatch",
+		                 "%s: %" PRIu64 " bytes, the manifest says %" PRIu64, mf->path,
+		                 got > size ? got : size, mf->size);
 	digest_final(d, sum);
 	if (!digest_equal(sum, mf->sha256)) {
 		digest_hex(want, mf->sha256);
 		digest_hex(got_hex, sum);
-		r = alerr_set(e, ALERR_REJECT, -EBADMSG, "checksum.mismatch",
-		              "%s: SHA-256 %s, the manifest says %s", mf->path, got_hex, want);
-		goto out;
+		return alerr_set(e, ALERR_REJECT, -EBADMSG, "checksum.mismatch",
+		                 "%s: SHA-256 %s, the manifest says %s", mf->path, got_hex, want);
 	}
 	res->bytes += got;
 	res->n_files++;
+	return 0;
+}
+
+/* Every payload file hashed in one pass over the image, in the order the
+ * files lie on it. */
+static int hash_files(const char *image, const struct volume_limits *lim,
+                      const struct manifest *m, struct verify_result *res, struct alerr *e)
+{
+	struct volume_walk *w = NULL;
+	unsigned char *buf = NULL, *done = NULL;
+	struct digest *d = NULL;
+	const char *path, *rel;
+	uint64_t size;
+	size_t i;
+	int r, is_dir;
+
+	buf = malloc(IO_BUFFER_SIZE);
+	done = calloc(m->n_files ? m->n_files : 1u, 1);
+	if (!buf || !done) {
+		r = alerr_set(e, ALERR_OSERR, -ENOMEM, "verify.memory", "out of memory");
+		goto out;
+	}
+	r = digest_new(&d, e);
+	if (r < 0)
+		goto out;
+	r = volume_walk_open(&w, image, lim, e);
+	if (r < 0)
+		goto out;
+	while ((r = volume_walk_next(w, &path, &is_dir, &size, e)) == 1) {
+		const struct manifest_file *mf;
+
+		if (is_dir || strncmp(path, TOP, sizeof(TOP) - 1) != 0)
+			continue;
+		rel = path + sizeof(TOP) - 1;
+		if (strcmp(rel, "MANIFEST") == 0 ||
+		    strncmp(rel, "SIGNATURES/", sizeof("SIGNATURES/") - 1) == 0)
+			continue;
+		mf = manifest_find_file(m, rel);
+		if (!mf) {
+			r = alerr_set(e, ALERR_REJECT, -EBADMSG, "bundle.file_extra",
+			              "%s is on the volume but not listed in MANIFEST", rel);
+			break;
+		}
+		r = hash_entry(w, mf, size, buf, d, res, e);
+		if (r < 0)
+			break;
+		done[mf - m->files] = 1;
+	}
+	if (r < 0)
+		goto out;
+	/* The listing had them all: only a reader that answers differently
+	 * the second time gets here. */
+	for (i = 0; i < m->n_files; i++)
+		if (!done[i]) {
+			r = alerr_set(e, ALERR_REJECT, -ENOENT, "bundle.file_missing",
+			              "%s is listed in MANIFEST but was not read from the volume",
+			              m->files[i].path);
+			goto out;
+		}
 	r = 0;
 out:
-	volume_file_close(f);
+	volume_walk_close(w);
+	digest_free(d);
+	free(done);
+	free(buf);
 	return r;
 }
 
@@ -322,10 +380,7 @@ static int step_files(const char *image, const struct volume_limits *lim,
                       const struct manifest *m, const struct listing *l,
                       struct verify_result *res, struct alerr *e)
 {
-	unsigned char *buf = NULL;
-	struct digest *d = NULL;
 	size_t i;
-	int r = 0;
 
 	for (i = 0; i < m->n_files; i++)
 		if (!lent_find(l, m->files[i].path))
@@ -346,18 +401,7 @@ static int step_files(const char *image, const struct volume_limits *lim,
 			                 "%s: %" PRIu64 " bytes, the manifest says %" PRIu64,
 			                 m->files[i].path, x->size, m->files[i].size);
 	}
-	buf = malloc(IO_BUFFER_SIZE);
-	if (!buf) {
-		r = alerr_set(e, ALERR_OSERR, -ENOMEM, "verify.memory", "out of memory");
-		goto out;
-	}
-	r = digest_new(&d, e);
-	for (i = 0; r == 0 && i < m->n_files; i++)
-		r = hash_file(image, lim, &m->files[i], buf, d, res, e);
-out:
-	digest_free(d);
-	free(buf);
-	return r;
+	return hash_files(image, lim, m, res, e);
 }
 
 static int step_channel(const struct manifest *m, const struct verify_policy *p,
@@ -455,8 +499,6 @@ int verify_bundle(const char *image_path, const struct verify_policy *p,
 	struct listing l;
 	struct verify_state st;
 	struct volume_limits lim;
-	char *mbuf = NULL;
-	size_t mlen = 0;
 	int r;
 
 	memset(res, 0, sizeof(*res));
@@ -481,11 +523,11 @@ int verify_bundle(const char *image_path, const struct verify_policy *p,
 	if (r < 0)
 		goto out;
 	res->step = "signatures";
-	r = step_signatures(image_path, &lim, p, &l, &mbuf, &mlen, res, e);
+	r = step_signatures(p, &l, res, e);
 	if (r < 0)
 		goto out;
 	res->step = "manifest";
-	r = manifest_parse(mbuf, mlen, &res->manifest, e);
+	r = manifest_parse(l.manifest, l.manifest_len, &res->manifest, e);
 	if (r < 0)
 		goto out;
 	r = step_label(res->manifest, res, e);
@@ -527,7 +569,6 @@ int verify_bundle(const char *image_path, const struct verify_policy *p,
 		goto out;
 	res->step = "done";
 out:
-	free(mbuf);
 	listing_free(&l);
 	return r;
 }

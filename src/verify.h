@@ -4,7 +4,9 @@
  * manifest parse and the volume label, the file set and every file's
  * size and SHA-256 streamed from the image, the channel, the sequence
  * against the last import, the clock checks and the media serial. Nothing
- * is decompressed here.
+ * is decompressed here. The image is walked twice, whatever the number of
+ * files: the listing, which also reads MANIFEST and the signature files,
+ * then the payload files, hashed in the order they lie on the volume.
  *
  * Every refusal is ALERR_REJECT with the reason code of the format
  * document ("signature.threshold", "bundle.file_extra",

@@ -1358,6 +1358,7 @@ static int rd_next(struct vol_reader *r, struct alerr *e)
 	if (r->failed)
 		return alerr_set(e, r->ferr.cls, r->ferr.errnum, r->ferr.reason, "%s",
 		                 r->ferr.message);
+	r->remaining = 0;       /* the previous entry's data is left behind */
 	rc = archive_read_next_header(r->a, &entry);
 	if (rc == ARCHIVE_EOF)
 		return 0;
@@ -1471,10 +1472,9 @@ fail:
 	return rc;
 }
 
-ssize_t volume_file_read(void *ctx, void *buf, size_t len, struct alerr *e)
+/* Up to len bytes of the current file's data. */
+static ssize_t rd_read(struct vol_reader *r, void *buf, size_t len, struct alerr *e)
 {
-	struct volume_file *f = ctx;
-	struct vol_reader *r = f->r;
 	la_ssize_t n;
 
 	if (r->failed)
@@ -1495,6 +1495,13 @@ ssize_t volume_file_read(void *ctx, void *buf, size_t len, struct alerr *e)
 	return (ssize_t)n;
 }
 
+ssize_t volume_file_read(void *ctx, void *buf, size_t len, struct alerr *e)
+{
+	struct volume_file *f = ctx;
+
+	return rd_read(f->r, buf, len, e);
+}
+
 void volume_file_close(struct volume_file *f)
 {
 	if (!f)
@@ -1503,11 +1510,72 @@ void volume_file_close(struct volume_file *f)
 	free(f);
 }
 
+struct volume_walk {
+	struct vol_reader *r;
+};
+
+int volume_walk_open(struct volume_walk **out, const char *image_path,
+                     const struct volume_limits *lim, struct alerr *e)
+{
+	struct volume_walk *w;
+	int rc;
+
+	*out = NULL;
+	w = calloc(1, sizeof(*w));
+	if (!w)
+		return alerr_set(e, ALERR_OSERR, -ENOMEM, "volume.memory", "out of memory");
+	rc = rd_open(&w->r, image_path, lim, e);
+	if (rc < 0) {
+		free(w);
+		return rc;
+	}
+	*out = w;
+	return 0;
+}
+
+int volume_walk_next(struct volume_walk *w, const char **path, int *is_dir, uint64_t *size,
+                     struct alerr *e)
+{
+	int rc;
+
+	*path = NULL;
+	*is_dir = 0;
+	*size = 0;
+	while ((rc = rd_next(w->r, e)) == 1 && w->r->is_root)
+		;
+	if (rc != 1)
+		return rc;
+	*path = w->r->path;
+	*is_dir = w->r->is_dir;
+	*size = w->r->size;
+	return 1;
+}
+
+ssize_t volume_walk_read(void *ctx, void *buf, size_t len, struct alerr *e)
+{
+	struct volume_walk *w = ctx;
+
+	return rd_read(w->r, buf, len, e);
+}
+
+void volume_walk_close(struct volume_walk *w)
+{
+	if (!w)
+		return;
+	rd_free(w->r);
+	free(w);
+}
+
+/* The chunks through one reader: the writer lays them out in order, and
+ * the reader meets files in the order of their place on the volume, so
+ * each chunk is the next file. A chunk the reader has already passed
+ * (another layout) is looked for again from the start. */
 struct volume_chunks {
 	char *image;
 	struct volume_limits lim;
 	uint64_t n_chunks, next;
-	struct volume_file *cur;
+	struct vol_reader *r;
+	int in_chunk;                  /* r is inside chunk next - 1 */
 };
 
 int volume_chunks_open(struct volume_chunks **out, const char *image_path, uint64_t n_chunks,
@@ -1530,30 +1598,55 @@ int volume_chunks_open(struct volume_chunks **out, const char *image_path, uint6
 	return 0;
 }
 
+/* Move c->r onto the file at path: onward from where it is, then once
+ * more from the start. */
+static int chunks_find(struct volume_chunks *c, const char *path, struct alerr *e)
+{
+	int fresh = 0, rc;
+
+	for (;;) {
+		if (!c->r) {
+			rc = rd_open(&c->r, c->image, &c->lim, e);
+			if (rc < 0)
+				return rc;
+			fresh = 1;
+		}
+		while ((rc = rd_next(c->r, e)) == 1)
+			if (!c->r->is_dir && strcmp(c->r->path, path) == 0)
+				return 0;
+		if (rc < 0)
+			return rc;
+		rd_free(c->r);
+		c->r = NULL;
+		if (fresh)
+			return alerr_set(e, ALERR_REJECT, -ENOENT, "bundle.file_missing",
+			                 "%s is not on the volume", path);
+	}
+}
+
 ssize_t volume_chunks_read(void *ctx, void *buf, size_t len, struct alerr *e)
 {
 	struct volume_chunks *c = ctx;
 
 	for (;;) {
 		char path[64];
-		uint64_t size;
 		ssize_t n;
 		int r;
 
-		if (!c->cur) {
+		if (!c->in_chunk) {
 			if (c->next == c->n_chunks)
 				return 0;
 			snprintf(path, sizeof(path), "AIRLOCK/payload/%06" PRIu64 ".chunk", c->next);
-			r = volume_file_open(&c->cur, c->image, path, &c->lim, &size, e);
+			r = chunks_find(c, path, e);
 			if (r < 0)
 				return r;
+			c->in_chunk = 1;
 			c->next++;
 		}
-		n = volume_file_read(c->cur, buf, len, e);
+		n = rd_read(c->r, buf, len, e);
 		if (n != 0)
 			return n;
-		volume_file_close(c->cur);
-		c->cur = NULL;
+		c->in_chunk = 0;
 	}
 }
 
@@ -1561,7 +1654,7 @@ void volume_chunks_close(struct volume_chunks *c)
 {
 	if (!c)
 		return;
-	volume_file_close(c->cur);
+	rd_free(c->r);
 	free(c->image);
 	free(c);
 }

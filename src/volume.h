@@ -105,10 +105,33 @@ typedef int (*volume_entry_fn)(void *ctx, const char *path, int is_dir, uint64_t
 int volume_list(const char *image_path, const struct volume_limits *lim,
                 volume_entry_fn entry_cb, void *ctx, struct alerr *e);
 
+/* One pass over an image with the same reader and checks as volume_list:
+ * each entry once, in the order of its place on the volume, the current
+ * file's data readable before the next entry is asked for. Reading many
+ * files this way reads the image once. */
+struct volume_walk;
+
+int volume_walk_open(struct volume_walk **out, const char *image_path,
+                     const struct volume_limits *lim, struct alerr *e);
+
+/* The next entry (the root is left out): 1 with *path (valid until the
+ * next call), *is_dir and *size set; 0 after the last; a negative errno
+ * on a refusal, as volume_list's. */
+int volume_walk_next(struct volume_walk *w, const char **path, int *is_dir, uint64_t *size,
+                     struct alerr *e);
+
+/* Read the current file's data: the count, 0 at its end, or a negative
+ * errno. An unpack_read_fn (ctx is the struct volume_walk). */
+ssize_t volume_walk_read(void *ctx, void *buf, size_t len, struct alerr *e);
+
+/* NULL is allowed. */
+void volume_walk_close(struct volume_walk *w);
+
 /* One file of an image, streamed through the same reader and checks. */
 struct volume_file;
 
-/* Open the file at path ("AIRLOCK/MANIFEST") in the image; *size gets its
+/* Open the file at path ("AIRLOCK/MANIFEST") in the image, walking it
+ * from the start (for one file; use volume_walk for many); *size gets its
  * size. A missing path is ALERR_REJECT "bundle.file_missing". */
 int volume_file_open(struct volume_file **out, const char *image_path, const char *path,
                      const struct volume_limits *lim, uint64_t *size, struct alerr *e);
@@ -122,7 +145,10 @@ void volume_file_close(struct volume_file *f);
 
 /* The payload chunks AIRLOCK/payload/000000.chunk ... (n_chunks of them,
  * from the verified MANIFEST) of an image, read one after the other as
- * one stream: the source unpack_new reads the payload from. */
+ * one stream: the source unpack_new reads the payload from. Chunks laid
+ * out in order (as volume_write does) are read in one pass over the
+ * image; a chunk placed before the one read last is looked for again
+ * from the start. A chunk missing is "bundle.file_missing". */
 struct volume_chunks;
 
 int volume_chunks_open(struct volume_chunks **out, const char *image_path, uint64_t n_chunks,

@@ -97,6 +97,15 @@ refused() {
 	KEPT=1
 	echo "ok: $reason ($rc) $image"
 }
+# A refusal made before any copy exists: its media.quarantined entry has
+# no image hash but the SHA-256 of what was read (doc/custody-log.md).
+evidence() { # FILE BYTES
+	sha=$(head -c "$2" "$1" | sha256sum | cut -d' ' -f1)
+	jq -e --arg s "$sha" --argjson n "$2" 'select(.event == "media.quarantined")
+		| .outcome == "refused" and .bundle.image_sha256 == null
+		and .details.read_sha256 == $s and .details.read_bytes == $n' entry.log >/dev/null ||
+		{ cat entry.log; fail "no evidence of the $2 bytes read of $1"; }
+}
 # The signature verdicts are details of the rejected entry.
 verdict() { grep -q "\"$1\"" entry.log || { cat entry.log; fail "no $1 verdict recorded"; }; }
 
@@ -247,13 +256,14 @@ rebuild keyblock 20
 refused 65 signature.threshold "$S/out/keyblock.iso"
 verdict signature.malformed
 # 17. the keyring missing, writable by others, owned by another user:
-# refused before anything is read (configuration error), nothing kept.
+# refused before verify reads anything (configuration error); the copy
+# already made is kept for review, as a refused bundle's is.
 cp -a keys/keyring keyring-open
 chmod 0777 keyring-open
 cp -a keys/keyring keyring-other
 chown -R nobody keyring-other
 for KEYRING in "$S/no-such-keyring" "$S/keyring-open" "$S/keyring-other"; do
-	KEPT=0 refused 78 signature.keyring "$S/out/valid.iso"
+	refused 78 signature.keyring "$S/out/valid.iso"
 done
 KEYRING=$S/keys/keyring
 
@@ -330,6 +340,7 @@ unpack joliet out/valid.iso
 rebuild joliet 20 -J
 KEPT=0 refused 65 volume.malformed "$S/out/joliet.iso"
 grep -q 'Joliet' refused.err || { cat refused.err; fail "27: the Joliet tree is not named"; }
+evidence out/joliet.iso "$(stat -c %s out/joliet.iso)"
 # 29. names that are not valid UTF-8.
 n=0
 for name in '00000\xff.chunk' '0000\xc3\x28.chunk' '0000\xe2\x82.chunk' '\xc0\xaf0001.chunk'; do
@@ -358,6 +369,9 @@ grep -q 'extent' refused.err || { cat refused.err; fail "30: the extent is not n
 # A volume declaring more than the quarantine cap: stopped before a byte is
 # copied.
 KEPT=0 refused 65 volume.too_large "$S/out/valid.iso" --max-bytes 1048576
+n=$(stat -c %s out/valid.iso)
+[ "$n" -le 1048576 ] || n=65536         # only the descriptors of a larger file
+evidence out/valid.iso "$n"
 # 31. a hundred thousand entries (refused at the first name that is not
 # the bundle's, without reading the rest); a 3.8 KiB path (xorriso makes
 # none over 4 KiB).
@@ -409,5 +423,6 @@ done
 cp out/valid.iso out/truncated.iso
 truncate -s $(($(stat -c %s out/truncated.iso) - 4096)) out/truncated.iso
 KEPT=0 refused 65 volume.truncated "$S/out/truncated.iso"
+evidence out/truncated.iso "$(stat -c %s out/truncated.iso)"
 
 echo "import-hostile.sh: all cases passed"

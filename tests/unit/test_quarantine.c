@@ -350,6 +350,158 @@ Test(quarantine, a_volume_over_the_cap_is_refused)
 	expect_refused(img, &p, ALERR_REJECT, "volume.too_large", "over the cap");
 }
 
+/* ---- evidence of a refusal made before the copy exists ---- */
+
+/* quarantine_copy refused src with reason: res gets the result. */
+static void refuse(const char *src, const struct quarantine_policy *p, const char *reason,
+                   struct quarantine_result *res)
+{
+	struct alerr e;
+
+	alerr_clear(&e);
+	cr_assert_lt(quarantine_copy(src, p, NULL, NULL, res, &e), 0);
+	cr_assert_str_eq(e.reason, reason, "%s", e.message);
+	cr_assert_eq(e.cls, ALERR_REJECT, "%s: class %d", e.message, e.cls);
+	cr_assert_eq(dir_entries(p->dir), 0, "something was left in %s", p->dir);
+}
+
+/* res's evidence is the SHA-256 of the first n bytes of path. */
+static void expect_evidence(const struct quarantine_result *res, const char *path, uint64_t n)
+{
+	size_t len = 0;
+	char *data = harness_read_file(path, &len);
+	uint8_t sum[32];
+
+	cr_assert(res->have_read, "no evidence of what was read");
+	cr_assert_eq(res->read_bytes, n, "read_bytes %" PRIu64 ", expected %" PRIu64,
+	             res->read_bytes, n);
+	cr_assert_geq(len, n);
+	cr_assert_eq(digest_buffer(data, (size_t)n, sum), 0);
+	cr_assert(digest_equal(sum, res->read_sha256), "read_sha256 is not of the first %"
+	          PRIu64 " bytes", n);
+	free(data);
+}
+
+static uint64_t size_of(const char *path)
+{
+	struct stat st;
+
+	cr_assert_eq(stat(path, &st), 0);
+	return (uint64_t)st.st_size;
+}
+
+Test(quarantine, a_truncated_image_leaves_the_hash_of_the_whole_file)
+{
+	struct volume_info vi;
+	char *img = make_image("trunc_ev", 3 * MiB, 5, &vi);
+	struct quarantine_policy p = { .dir = qdir(__func__), .max_bytes = UINT64_C(1) << 30 };
+	struct quarantine_result res;
+
+	cr_assert_eq(truncate(img, (off_t)(vi.bytes - 2048)), 0);
+	cr_assert_eq(mkdir(p.dir, 0700), 0);
+	refuse(img, &p, "volume.truncated", &res);
+	expect_evidence(&res, img, vi.bytes - 2048);
+	cr_assert_str_eq(res.volume_id, "AIRLOCK_5");
+}
+
+Test(quarantine, an_image_over_the_cap_leaves_the_hash_of_the_probed_bytes)
+{
+	struct volume_info vi;
+	char *img = make_image("big_ev", 2 * MiB, 5, &vi);
+	struct quarantine_policy p = { .dir = qdir(__func__), .max_bytes = MiB };
+	struct quarantine_result res;
+
+	cr_assert_gt(size_of(img), p.max_bytes);
+	cr_assert_eq(mkdir(p.dir, 0700), 0);
+	refuse(img, &p, "volume.too_large", &res);
+	expect_evidence(&res, img, VOLUME_PROBE_BYTES);
+}
+
+/* Volume Space Size (both-endian, PVD bytes 80-87) set to blocks. */
+static void set_volume_blocks(const char *img, uint32_t blocks)
+{
+	uint8_t f[8] = {
+		(uint8_t)blocks, (uint8_t)(blocks >> 8), (uint8_t)(blocks >> 16),
+		(uint8_t)(blocks >> 24), (uint8_t)(blocks >> 24), (uint8_t)(blocks >> 16),
+		(uint8_t)(blocks >> 8), (uint8_t)blocks,
+	};
+	int fd = open(img, O_WRONLY | O_CLOEXEC);
+
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(pwrite(fd, f, sizeof(f), 16 * 2048 + 80), (ssize_t)sizeof(f));
+	close(fd);
+}
+
+Test(quarantine, a_small_image_declaring_a_volume_over_the_cap_is_hashed_whole)
+{
+	struct volume_info vi;
+	char *img = make_image("claims_ev", MiB, 5, &vi);
+	struct quarantine_policy p = { .dir = qdir(__func__), .max_bytes = 4 * MiB };
+	struct quarantine_result res;
+
+	set_volume_blocks(img, 1000000);   /* about 2 GB */
+	cr_assert_eq(mkdir(p.dir, 0700), 0);
+	refuse(img, &p, "volume.too_large", &res);
+	expect_evidence(&res, img, size_of(img));
+}
+
+Test(quarantine, a_joliet_volume_leaves_the_hash_of_the_whole_file)
+{
+	char *src = own(harness_mkdir("joliet", 0755));
+	char *img = own(harness_strdup_printf("%s/joliet.iso", harness_scratch()));
+	char *f = own(harness_strdup_printf("%s/hello", src));
+	struct quarantine_policy p = { .dir = qdir(__func__), .max_bytes = UINT64_C(1) << 30 };
+	struct quarantine_result res;
+	const char *argv[] = { "xorriso", "-as", "mkisofs", "-quiet", "-R", "-J", "-V",
+	                       "AIRLOCK_3", "-o", img, src, NULL };
+
+	put(f, "hi\n", 3);
+	cr_assert_eq(harness_run(argv, NULL, NULL, NULL), 0);
+	cr_assert_eq(mkdir(p.dir, 0700), 0);
+	refuse(img, &p, "volume.malformed", &res);
+	expect_evidence(&res, img, size_of(img));
+}
+
+Test(quarantine, a_truncated_device_leaves_the_hash_of_the_probed_bytes, .timeout = 120)
+{
+	struct volume_info vi;
+	char *img = make_image("trunc_dev", 3 * MiB, 6, &vi);
+	struct quarantine_policy p = { .dir = qdir(__func__), .max_bytes = UINT64_C(1) << 30 };
+	struct quarantine_result res;
+	char *dev = NULL;
+
+	harness_loop_require();
+	cr_assert_eq(truncate(img, (off_t)(vi.bytes - 2048)), 0);
+	cr_assert_eq(mkdir(p.dir, 0700), 0);
+	cr_assert_eq(harness_loop_attach(img, 1, &dev), 0);
+	refuse(dev, &p, "volume.truncated", &res);
+	harness_loop_detach(dev);
+	free(dev);
+	/* A medium is read no further than its descriptors. */
+	expect_evidence(&res, img, VOLUME_PROBE_BYTES);
+}
+
+Test(quarantine, a_copy_or_a_volume_left_alone_carries_no_read_evidence)
+{
+	struct volume_info vi;
+	char *img = make_image("noev", MiB, 5, &vi);
+	char *junk = own(harness_strdup_printf("%s/junk.img", harness_scratch()));
+	struct quarantine_policy p = { .dir = qdir(__func__), .max_bytes = UINT64_C(1) << 30 };
+	struct quarantine_result res;
+	unsigned char zero[128 * 1024];
+	struct alerr e;
+
+	alerr_clear(&e);
+	cr_assert_eq(quarantine_copy(img, &p, NULL, NULL, &res, &e), 0, "%s", e.message);
+	cr_assert_eq(res.have_read, 0);
+	memset(zero, 0, sizeof(zero));
+	put(junk, zero, sizeof(zero));
+	alerr_clear(&e);
+	cr_assert_lt(quarantine_copy(junk, &p, NULL, NULL, &res, &e), 0);
+	cr_assert_str_eq(e.reason, "media.not_airlock");
+	cr_assert_eq(res.have_read, 0);
+}
+
 Test(quarantine, a_symlinked_image_is_refused)
 {
 	struct volume_info vi;
@@ -528,4 +680,117 @@ Test(quarantine, media_removed_mid_copy_removes_the_partial_copy, .timeout = 120
 	cr_assert_eq(alerr_exit_code(e.cls), 74);
 	cr_assert_not_null(strstr(e.message, "media removed"), "%s", e.message);
 	cr_assert_eq(dir_entries(p.dir), 0, "a partial copy was left");
+}
+
+/* ---- through airlock-import: the custody entry and the kept copy ---- */
+
+struct run {
+	char *q, *log, *json, *err;
+	int status;
+};
+
+/* airlock-import --verify-only --image img: no database is involved up to
+ * the verify stage. */
+static void import_image(const char *name, const char *img, const char *keyring, struct run *r)
+{
+	char *tool = own(harness_strdup_printf("%s/src/airlock-import", harness_builddir()));
+	char *conf = own(harness_strdup_printf("%s/%s.conf", harness_scratch(), name));
+	const char *argv[] = { tool, "--config", conf, "--image", img, "--verify-only", "--json",
+	                       "--quiet", "--trust", FPR, "--threshold", "1", "--channel", "nvd",
+	                       "--keyring", keyring, "--quarantine", NULL, "--custody-log", NULL,
+	                       NULL };
+	char *err = NULL;
+
+	r->q = own(harness_strdup_printf("%s/%s.q", harness_scratch(), name));
+	r->log = own(harness_strdup_printf("%s/%s.logdir/custody.log", harness_scratch(), name));
+	argv[17] = r->q;
+	argv[19] = r->log;
+	put(conf, "", 0);
+	r->status = harness_run(argv, NULL, &r->json, &err);
+	r->err = own(err);
+	own(r->json);
+}
+
+/* The log's line holding needle, or NULL. */
+static char *log_line(const char *log, const char *needle)
+{
+	char *text = own(harness_read_file(log, NULL)), *p, *nl;
+
+	cr_assert_not_null(text, "no custody log %s", log);
+	for (p = text; *p; p = nl + 1) {
+		nl = strchr(p, '\n');
+		cr_assert_not_null(nl);
+		*nl = '\0';
+		if (strstr(p, needle))
+			return p;
+	}
+	return NULL;
+}
+
+Test(quarantine, the_custody_entry_of_a_truncated_image_carries_what_was_read)
+{
+	struct volume_info vi;
+	char *img = make_image("trunc_log", 2 * MiB, 5, &vi);
+	size_t len = 0;
+	char *data, *line, *want, hex[65];
+	uint8_t sum[32];
+	struct run r;
+
+	cr_assert_eq(truncate(img, (off_t)(vi.bytes - 4096)), 0);
+	import_image("trunc_log", img, "/nonexistent-keyring", &r);
+	cr_assert_eq(r.status, 65, "%s%s", r.json, r.err);
+	cr_assert_not_null(strstr(r.json, "\"reason\":\"volume.truncated\""), "%s", r.json);
+	line = log_line(r.log, "\"event\":\"media.quarantined\"");
+	cr_assert_not_null(line, "no media.quarantined entry");
+	cr_assert_not_null(strstr(line, "\"outcome\":\"refused\""), "%s", line);
+	cr_assert_not_null(strstr(line, "\"image_sha256\":null"), "%s", line);
+	data = own(harness_read_file(img, &len));
+	cr_assert_eq(len, vi.bytes - 4096);
+	cr_assert_eq(digest_buffer(data, len, sum), 0);
+	digest_hex(hex, sum);
+	want = own(harness_strdup_printf("\"read_bytes\":%zu,\"read_sha256\":\"%s\"", len, hex));
+	cr_assert_not_null(strstr(line, want), "%s not in %s", want, line);
+}
+
+Test(quarantine, a_configuration_error_after_the_copy_keeps_it_for_review)
+{
+	struct volume_info vi;
+	char *img = make_image("conf_kept", MiB, 5, &vi);
+	char *kept, *line, *want, *keyring, hex[65];
+	struct stat st;
+	struct run r;
+
+	/* Catalogue 17: a keyring writable by others, found once the copy exists. */
+	keyring = own(harness_mkdir("conf_kept.keyring", 0700));
+	cr_assert_eq(chmod(keyring, 0777), 0);
+	import_image("conf_kept", img, keyring, &r);
+	cr_assert_eq(r.status, 78, "%s%s", r.json, r.err);
+	cr_assert_not_null(strstr(r.json, "\"reason\":\"signature.keyring\""), "%s", r.json);
+	kept = own(harness_strdup_printf("\"kept\":\"%s\\/rejected\\/import-", r.q));
+	if (!strstr(r.json, kept)) {
+		free(owned[--n_owned]);
+		kept = own(harness_strdup_printf("\"kept\":\"%s/rejected/import-", r.q));
+	}
+	cr_assert_not_null(strstr(r.json, kept), "%s not in %s", kept, r.json);
+	cr_assert_eq(dir_entries(r.q), 1, "only rejected/ stays in the quarantine");
+	kept = own(harness_strdup_printf("%s/rejected", r.q));
+	cr_assert_eq(dir_entries(kept), 1);
+	{
+		const char *argv[] = { "sh", "-c", "cat \"$0\"/import-*/image.iso | sha256sum", kept,
+		                       NULL };
+		char *out = NULL;
+
+		cr_assert_eq(harness_run(argv, NULL, &out, NULL), 0);
+		digest_hex(hex, vi.sha256);
+		cr_assert_eq(strncmp(out, hex, 64), 0, "the kept copy is not the volume");
+		free(out);
+	}
+	cr_assert_eq(stat(kept, &st), 0);
+	cr_assert_eq(st.st_mode & 07777, 0700);
+	/* The refusal's entry names the copy's hash, as for a rejected bundle. */
+	line = log_line(r.log, "\"event\":\"bundle.rejected\"");
+	cr_assert_not_null(line, "no bundle.rejected entry");
+	cr_assert_not_null(strstr(line, "\"reason\":\"signature.keyring\""), "%s", line);
+	want = own(harness_strdup_printf("\"image_sha256\":\"%s\"", hex));
+	cr_assert_not_null(strstr(line, want), "%s not in %s", want, line);
 }

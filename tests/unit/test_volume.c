@@ -1483,3 +1483,216 @@ Test(volume, payload_unpacks_from_the_image)
 	free(seg0);
 	free(buf);
 }
+
+/* ---- one pass over an image ---- */
+
+/* Every file of the image read through one walk, in odd-sized reads,
+ * equals the bundle's file; the entries are exactly the bundle's tree. */
+Test(volume, walk_reads_every_file_in_one_pass)
+{
+	struct volume_info vi;
+	char *b = make_bundle("walk", 3 * MiB + 5, 6);
+	char *img = write_image(b, "walk.iso", 6, &vi);
+	char **files = NULL;
+	size_t n = bundle_files(b, &files), i, seen = 0, chunks = 0;
+	struct volume_walk *w = NULL;
+	const char *path;
+	uint8_t buf[5000];
+	uint64_t size;
+	struct alerr e;
+	int is_dir, rc;
+
+	alerr_clear(&e);
+	cr_assert_eq(volume_walk_open(&w, img, &big, &e), 0, "%s", e.message);
+	while ((rc = volume_walk_next(w, &path, &is_dir, &size, &e)) == 1) {
+		char *orig_path = harness_strdup_printf("%s/%s", b, path);
+		size_t orig_len = 0, off = 0;
+		char *orig;
+		ssize_t k;
+
+		seen++;
+		cr_assert_eq(is_dir, is_dir_path(b, path), "%s", path);
+		if (is_dir) {
+			free(orig_path);
+			continue;
+		}
+		/* The writer lays the chunks out in order: what volume_chunks relies on. */
+		if (strncmp(path, "AIRLOCK/payload/", 16) == 0) {
+			char want[32];
+
+			snprintf(want, sizeof(want), "%06zu.chunk", chunks++);
+			cr_assert_str_eq(path + 16, want);
+		}
+		orig = harness_read_file(orig_path, &orig_len);
+		cr_assert_not_null(orig, "%s", orig_path);
+		cr_assert_eq(size, orig_len, "%s", path);
+		while ((k = volume_walk_read(w, buf, sizeof(buf), &e)) > 0) {
+			cr_assert_leq(off + (size_t)k, orig_len);
+			cr_assert_eq(memcmp(buf, orig + off, (size_t)k), 0, "%s at %zu", path, off);
+			off += (size_t)k;
+		}
+		cr_assert_eq(k, 0, "%s", e.message);
+		cr_assert_eq(off, orig_len, "%s", path);
+		free(orig);
+		free(orig_path);
+	}
+	cr_assert_eq(rc, 0, "%s [%s]", e.message, e.reason);
+	cr_assert_eq(seen, n, "%zu entries walked, the tree has %zu", seen, n);
+	cr_assert_eq(chunks, 4);
+	volume_walk_close(w);
+	for (i = 0; i < n; i++)
+		free(files[i]);
+	free(files);
+	free(img);
+	free(b);
+}
+
+Test(volume, walk_skips_the_files_not_read)
+{
+	struct volume_info vi;
+	char *b = make_bundle("walkskip", 3 * MiB + 5, 6);
+	char *img = write_image(b, "walkskip.iso", 6, &vi);
+	char *orig_path = harness_strdup_printf("%s/AIRLOCK/payload/000002.chunk", b);
+	size_t orig_len = 0, off = 0;
+	char *orig = harness_read_file(orig_path, &orig_len);
+	struct volume_walk *w = NULL;
+	const char *path;
+	uint8_t buf[65536];
+	uint64_t size;
+	struct alerr e;
+	int is_dir, rc, found = 0;
+	ssize_t k;
+
+	alerr_clear(&e);
+	cr_assert_eq(volume_walk_open(&w, img, &big, &e), 0, "%s", e.message);
+	while ((rc = volume_walk_next(w, &path, &is_dir, &size, &e)) == 1) {
+		if (strcmp(path, "AIRLOCK/payload/000001.chunk") == 0) {
+			/* a part only: the rest is skipped */
+			cr_assert_gt(volume_walk_read(w, buf, 100, &e), 0);
+			continue;
+		}
+		if (strcmp(path, "AIRLOCK/payload/000002.chunk") != 0)
+			continue;
+		found = 1;
+		while ((k = volume_walk_read(w, buf, sizeof(buf), &e)) > 0) {
+			cr_assert_eq(memcmp(buf, orig + off, (size_t)k), 0);
+			off += (size_t)k;
+		}
+		cr_assert_eq(k, 0, "%s", e.message);
+	}
+	cr_assert_eq(rc, 0, "%s", e.message);
+	cr_assert(found);
+	cr_assert_eq(off, orig_len);
+	/* At the end, nothing more to read. */
+	cr_assert_eq(volume_walk_read(w, buf, sizeof(buf), &e), 0);
+	volume_walk_close(w);
+	free(orig);
+	free(orig_path);
+	free(img);
+	free(b);
+}
+
+Test(volume, walk_refuses_what_list_refuses)
+{
+	char *img = forge_image("walkextra", "echo hi > AIRLOCK/payload/evil.sh", "-R");
+	struct volume_walk *w = NULL;
+	const char *path;
+	uint64_t size;
+	struct alerr e;
+	int is_dir, rc;
+
+	alerr_clear(&e);
+	cr_assert_eq(volume_walk_open(&w, img, &big, &e), 0, "%s", e.message);
+	while ((rc = volume_walk_next(w, &path, &is_dir, &size, &e)) == 1)
+		;
+	cr_assert_lt(rc, 0);
+	cr_assert_str_eq(e.reason, "volume.entry_name", "%s", e.message);
+	/* and keeps refusing */
+	alerr_clear(&e);
+	cr_assert_lt(volume_walk_next(w, &path, &is_dir, &size, &e), 0);
+	cr_assert_str_eq(e.reason, "volume.entry_name");
+	volume_walk_close(w);
+	volume_walk_close(NULL);
+	free(img);
+}
+
+/* All n_chunks chunks of img streamed by volume_chunks_read into a new
+ * buffer (*len bytes); the last read's result is returned. */
+static ssize_t stream_chunks(const char *img, uint64_t n_chunks, uint8_t **data, size_t *len,
+                             struct alerr *e)
+{
+	struct volume_chunks *c = NULL;
+	size_t cap = 8 * MiB;
+	ssize_t k;
+
+	*data = malloc(cap);
+	*len = 0;
+	cr_assert_eq(volume_chunks_open(&c, img, n_chunks, &big, e), 0, "%s", e->message);
+	while ((k = volume_chunks_read(c, *data + *len, 7777, e)) > 0) {
+		*len += (size_t)k;
+		cr_assert_leq(*len + 7777, cap);
+	}
+	volume_chunks_close(c);
+	return k;
+}
+
+/* Another tool's layout: chunk 2, then 1, then MANIFEST, then 0 on the
+ * volume. The stream is still the chunks in name order. */
+Test(volume, chunks_laid_out_in_another_order_stream_in_order)
+{
+	char *b = make_bundle("sorted", 2 * MiB + 7, 1);
+	char *img = scratch_path("sorted.iso");
+	char *payload = harness_strdup_printf("%s.payload", b);
+	char *cmd = harness_strdup_printf(
+		"cd '%s' && xorriso -as mkisofs -R --sort-weight 10 /AIRLOCK/payload/000002.chunk "
+		"--sort-weight 5 /AIRLOCK/payload/000001.chunk -V AIRLOCK_1 -o '%s' . 2>&1", b, img);
+	const char *argv[] = { "sh", "-c", cmd, NULL };
+	size_t want_len = 0, len = 0;
+	char *want = harness_read_file(payload, &want_len);
+	struct volume_walk *w = NULL;
+	const char *path;
+	uint8_t *data = NULL;
+	uint64_t size;
+	struct alerr e;
+	int is_dir;
+
+	free(run_ok(argv));
+
+	/* the layout is the one asked for */
+	alerr_clear(&e);
+	cr_assert_eq(volume_walk_open(&w, img, &big, &e), 0, "%s", e.message);
+	while (volume_walk_next(w, &path, &is_dir, &size, &e) == 1 && is_dir)
+		;
+	cr_assert_str_eq(path, "AIRLOCK/payload/000002.chunk");
+	volume_walk_close(w);
+
+	cr_assert_not_null(want);
+	cr_assert_eq(stream_chunks(img, 3, &data, &len, &e), 0, "%s [%s]", e.message, e.reason);
+	cr_assert_eq(len, want_len);
+	cr_assert_eq(memcmp(data, want, len), 0, "the chunks are not streamed in order");
+	free(data);
+	free(want);
+	free(payload);
+	free(cmd);
+	free(img);
+	free(b);
+}
+
+Test(volume, a_chunk_the_volume_lacks_ends_the_stream_with_file_missing)
+{
+	struct volume_info vi;
+	char *b = make_bundle("chunkgone", 2 * MiB + 1, 6);
+	char *img = write_image(b, "chunkgone.iso", 6, &vi);
+	uint8_t *data = NULL;
+	size_t len = 0;
+	struct alerr e;
+
+	alerr_clear(&e);
+	cr_assert_lt(stream_chunks(img, 4, &data, &len, &e), 0);
+	cr_assert_str_eq(e.reason, "bundle.file_missing", "%s", e.message);
+	cr_assert_not_null(strstr(e.message, "AIRLOCK/payload/000003.chunk"), "%s", e.message);
+	cr_assert_eq(len, 2 * MiB + 1, "the three chunks there were streamed first");
+	free(data);
+	free(img);
+	free(b);
+}
