@@ -779,6 +779,12 @@ int import_run(const struct import_options *o, struct import_result *res, struct
 		if (r < 0)
 			goto out;
 	}
+	/* partial copies of imports killed before they could clean up */
+	if ((r = quarantine_sweep(o->quarantine, &dropped, e)) < 0)
+		goto out;
+	if (dropped)
+		log_notice("removed %zu partial quarantine copies left by interrupted "
+		           "imports", dropped);
 	if ((r = interrupted(e)) < 0 ||
 	    (r = stage_quarantine(&im, e)) < 0 ||
 	    (r = interrupted(e)) < 0 ||
@@ -816,6 +822,7 @@ out:
 			keep_rejected(&im);
 		else
 			remove_tree(im.q.dir);
+		quarantine_release(&im.q);
 	}
 	verify_result_clear(&im.v);
 	return r;

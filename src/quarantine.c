@@ -1,5 +1,6 @@
 #include "config.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -7,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
@@ -14,7 +16,11 @@
 
 #include "bounds.h"
 #include "digest.h"
+#include "log.h"
 #include "quarantine.h"
+
+/* entries of the quarantine directory looked at by one sweep */
+#define QUARANTINE_SWEEP_MAX 4096
 
 _Static_assert(VOLUME_PROBE_BYTES <= IO_BUFFER_SIZE, "the probe fits the copy buffer");
 
@@ -249,6 +255,39 @@ static void qcopy_cleanup(struct qcopy *q, struct quarantine_result *res, int fa
 	free(q->buf);
 }
 
+/* The per-import directory, created, opened and locked: ours while we
+ * live, so that a sweep removes it only once we are gone. A sweep can
+ * take the lock in the instant between mkdtemp and flock and remove the
+ * (empty) directory: then it has no link left, and we make another. */
+static int make_dir(struct qcopy *q, struct quarantine_result *res, struct alerr *e)
+{
+	char tmpl[sizeof(res->dir)];
+	unsigned int tries;
+
+	memcpy(tmpl, res->dir, sizeof(tmpl));
+	for (tries = 0; tries < 8; tries++) {
+		struct stat st;
+
+		memcpy(res->dir, tmpl, sizeof(tmpl));
+		if (!mkdtemp(res->dir))
+			return alerr_set(e, ALERR_CANTCREAT, -errno, "quarantine.dir", "%s: %s",
+			                 res->dir, strerror(errno));
+		q->made_dir = 1;
+		q->dfd = open(res->dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (q->dfd < 0)
+			return write_error(-errno, res->dir, e);
+		if (flock(q->dfd, LOCK_EX) < 0 || fstat(q->dfd, &st) < 0)
+			return write_error(-errno, res->dir, e);
+		if (st.st_nlink > 0)
+			return 0;
+		close(q->dfd);
+		q->dfd = -1;
+		q->made_dir = 0;
+	}
+	return alerr_set(e, ALERR_CANTCREAT, -EAGAIN, "quarantine.dir",
+	                 "%s: removed under us %u times", tmpl, tries);
+}
+
 int quarantine_copy(const char *source, const struct quarantine_policy *p,
                     int (*progress)(void *ctx, uint64_t done, uint64_t total), void *ctx,
                     struct quarantine_result *res, struct alerr *e)
@@ -262,6 +301,7 @@ int quarantine_copy(const char *source, const struct quarantine_policy *p,
 	int r, n;
 
 	memset(res, 0, sizeof(*res));
+	res->lock_fd = -1;
 	if (!source || !p || !p->dir || p->dir[0] != '/' || p->max_bytes == 0)
 		return alerr_set(e, ALERR_CONFIG, -EINVAL, "quarantine.policy",
 		                 "quarantine: an absolute directory and a size cap are required");
@@ -327,17 +367,9 @@ int quarantine_copy(const char *source, const struct quarantine_policy *p,
 	r = policy_dir_check(p->dir, e);
 	if (r < 0)
 		goto out;
-	if (!mkdtemp(res->dir)) {
-		r = alerr_set(e, ALERR_CANTCREAT, -errno, "quarantine.dir", "%s: %s", res->dir,
-		              strerror(errno));
+	r = make_dir(&q, res, e);
+	if (r < 0)
 		goto out;
-	}
-	q.made_dir = 1;
-	q.dfd = open(res->dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (q.dfd < 0) {
-		r = write_error(-errno, res->dir, e);
-		goto out;
-	}
 	if (fstatvfs(q.dfd, &sv) < 0) {
 		r = write_error(-errno, res->dir, e);
 		goto out;
@@ -416,6 +448,8 @@ int quarantine_copy(const char *source, const struct quarantine_policy *p,
 		goto out;
 	digest_final(q.d, res->sha256);
 	res->bytes = declared;
+	res->lock_fd = q.dfd;
+	q.dfd = -1;
 	r = 0;
 out:
 	qcopy_cleanup(&q, res, r < 0);
@@ -423,10 +457,95 @@ out:
 		struct quarantine_result keep = *res;
 
 		memset(res, 0, sizeof(*res));
+		res->lock_fd = -1;
 		memcpy(res->volume_id, keep.volume_id, sizeof(res->volume_id));
 		res->have_read = keep.have_read;
 		res->read_bytes = keep.read_bytes;
 		memcpy(res->read_sha256, keep.read_sha256, sizeof(res->read_sha256));
 	}
 	return r;
+}
+
+void quarantine_release(struct quarantine_result *res)
+{
+	if (res->lock_fd >= 0)
+		close(res->lock_fd);
+	res->lock_fd = -1;
+}
+
+/* The files of one dead import's directory, then the directory. */
+static int sweep_one(int dfd, const char *path)
+{
+	int fd = dup(dfd);
+	struct dirent *de;
+	DIR *d;
+
+	if (fd < 0)
+		return -errno;
+	d = fdopendir(fd);
+	if (!d) {
+		int r = -errno;
+
+		close(fd);
+		return r;
+	}
+	while ((de = readdir(d)) != NULL) {
+		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+			continue;
+		if (unlinkat(dfd, de->d_name, 0) < 0) {
+			int r = -errno;
+
+			closedir(d);
+			return r;
+		}
+	}
+	closedir(d);
+	return rmdir(path) < 0 ? -errno : 0;
+}
+
+int quarantine_sweep(const char *dir, size_t *removed, struct alerr *e)
+{
+	char path[QUARANTINE_PATH_MAX];
+	struct dirent *de;
+	size_t n = 0, seen = 0;
+	DIR *d;
+
+	if (removed)
+		*removed = 0;
+	d = opendir(dir);
+	if (!d) {
+		if (errno == ENOENT)
+			return 0;
+		return alerr_set(e, ALERR_CANTCREAT, -errno, "quarantine.dir", "%s: %s", dir,
+		                 strerror(errno));
+	}
+	while ((de = readdir(d)) != NULL && seen++ < QUARANTINE_SWEEP_MAX) {
+		struct stat st;
+		int fd, r;
+
+		if (strncmp(de->d_name, "import-", 7) != 0)
+			continue;
+		if (snprintf(path, sizeof(path), "%s/%s", dir, de->d_name) >= (int)sizeof(path))
+			continue;
+		fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		if (fstat(fd, &st) < 0 || flock(fd, LOCK_EX | LOCK_NB) < 0) {
+			close(fd);      /* a live import's */
+			continue;
+		}
+		r = sweep_one(fd, path);
+		close(fd);
+		if (r < 0) {
+			log_warn("cannot remove %s, left by an interrupted import: %s", path,
+			         strerror(-r));
+			continue;
+		}
+		log_notice("removed %s, a partial copy left by an interrupted import", path);
+		n++;
+	}
+	closedir(d);
+	if (removed)
+		*removed = n;
+	return 0;
 }

@@ -45,6 +45,9 @@ struct quarantine_result {
 	int have_read;
 	uint64_t read_bytes;
 	uint8_t read_sha256[32];
+	/* dir, open and flock'ed while the import uses it (-1: none), so
+	 * that quarantine_sweep knows a live import's copy from a dead one */
+	int lock_fd;
 };
 
 /* Copy source (a block device, opened O_EXCL, or an image file, never a
@@ -56,5 +59,14 @@ struct quarantine_result {
 int quarantine_copy(const char *source, const struct quarantine_policy *p,
                     int (*progress)(void *ctx, uint64_t done, uint64_t total), void *ctx,
                     struct quarantine_result *res, struct alerr *e);
+
+/* Let go of the copy's lock (after it was removed or moved away). */
+void quarantine_release(struct quarantine_result *res);
+
+/* Remove the import-* directories under dir that no live import holds:
+ * the partial copies of imports killed (SIGKILL, power loss) before they
+ * could clean up. rejected/ is left alone. *removed (may be NULL) gets
+ * their count; a missing dir is none. */
+int quarantine_sweep(const char *dir, size_t *removed, struct alerr *e);
 
 #endif

@@ -1,10 +1,12 @@
 #!/bin/sh
-# airlock-import under faults (CATALOGUE.md 36-43): the media removed during
-# the copy, two imports at once, the quarantine filesystem full, PostgreSQL
-# stopped in the middle of COPY, rows violating a constraint, a reader
-# holding the live tables at the swap. Each ends with the documented exit
-# code and reason, the live feed as it was, no staging schema left, a
-# custody entry; and a rerun succeeds where the catalogue says so.
+# airlock-import under faults (CATALOGUE.md 36-45): the media removed during
+# the copy, very slow media ended by the unit's watchdog, two imports at
+# once, the quarantine filesystem full, PostgreSQL stopped in the middle of
+# COPY or of the swap, rows violating a constraint, a reader holding the
+# live tables at the swap, the custody log that cannot be written. Each
+# ends with the documented exit code and reason, the live feed as it was,
+# no staging schema left, a custody entry (where the log can be written);
+# and a rerun succeeds where the catalogue says so.
 set -eu
 : "${AIRLOCK_SRCDIR:?}" "${AIRLOCK_BUILDDIR:?}" "${AIRLOCK_HARNESS:?}"
 cd "${AIRLOCK_SCRATCH:?}"
@@ -25,14 +27,24 @@ pg_psql low -f "$AIRLOCK_SRCDIR/tests/fixtures/feeds.sql" >/dev/null
 "$AIRLOCK_HARNESS/gpgkeys.sh" keys
 . ./keys/keys.env
 LOOPDEV=
+SLOW_CG=
+reader=
 cleanup() {
+	[ -z "$reader" ] || kill "$reader" 2>/dev/null || :
 	[ -z "$LOOPDEV" ] || losetup -d "$LOOPDEV" 2>/dev/null || :
+	if [ -n "$SLOW_CG" ]; then
+		# an importer left in the throttle by a failed case
+		for p in $(cat "$SLOW_CG/cgroup.procs" 2>/dev/null); do kill -KILL "$p" 2>/dev/null || :; done
+		sleep 0.5
+		rmdir "$SLOW_CG" 2>/dev/null || :
+	fi
 	mountpoint -q "$S/qsmall" 2>/dev/null && umount "$S/qsmall"
+	mountpoint -q "$S/clog" 2>/dev/null && umount "$S/clog"
 	"$AIRLOCK_HARNESS/gpgkeys.sh" kill keys
 }
 trap cleanup EXIT
 pg_cleanup_on_exit
-mkdir -p work state out qsmall
+mkdir -p work state out qsmall clog
 mkdir -m 0700 quarantine
 
 write() { # IMAGE [args]
@@ -44,10 +56,19 @@ write() { # IMAGE [args]
 		--image "$img" "$@" >/dev/null || fail "airlock-write $img"
 }
 QDIR=$S/quarantine
+CLOG=$S/high.log
+LOCKT=2s
+IMPORT_EXEC=
 import() {
-	"$I" --target "$(pg_conninfo high)" --keyring "$S/keys/keyring" \
+	$IMPORT_EXEC "$I" --target "$(pg_conninfo high)" --keyring "$S/keys/keyring" \
 		--trust "$SIGNER1_FPR" --trust "$SIGNER2_FPR" --threshold 2 --channel nvd \
-		--quarantine "$QDIR" --custody-log "$S/high.log" --lock-timeout 2s --quiet "$@"
+		--quarantine "$QDIR" --custody-log "$CLOG" --lock-timeout "$LOCKT" --quiet "$@"
+}
+# import_bg ARGS: import in the background; $! is the importer itself (a
+# function run with & would leave $! naming the subshell, and SIGSTOP or
+# SIGTERM would miss the importer).
+import_bg() {
+	(IMPORT_EXEC='exec'; import "$@") &
 }
 live_sum() {
 	pg_psql high -c "SELECT coalesce(string_agg(n || ':' || c, ' ' ORDER BY n), '') FROM (
@@ -68,7 +89,7 @@ check() {
 	grep 'error:' run.err | grep -qF "[$reason]" || { cat run.err; fail "$reason: no error line naming it"; }
 	jq -e --arg r "$reason" '.ok == false and .reason == $r' run.json >/dev/null ||
 		{ cat run.json; fail "$reason: JSON"; }
-	tail -n +"$((before + 1))" high.log | grep -q "\"reason\":\"$reason\"" ||
+	tail -n +"$((before + 1))" "$CLOG" | grep -q "\"reason\":\"$reason\"" ||
 		fail "$reason: no custody entry with the reason"
 	echo "ok: $reason ($rc)"
 }
@@ -89,6 +110,82 @@ stop_when_copying() {
 	return 1
 }
 
+# A really slow device: the kernel's block throttle caps the reads of one
+# device by the processes in a cgroup (a blkio cgroup under cgroup v1,
+# io.max under v2), as IOReadBandwidthMax= would in a unit. slow_setup DEV
+# BYTES_PER_SECOND: 0 when in place; ./incg CMD runs CMD inside it.
+slow_setup() {
+	mm=$(cat "/sys/block/${1#/dev/}/dev") || return 1
+	if [ -f /sys/fs/cgroup/blkio/cgroup.procs ]; then
+		SLOW_CG=/sys/fs/cgroup/blkio/airlock-slow-$$
+		mkdir -p "$SLOW_CG" 2>/dev/null &&
+			echo "$mm $2" > "$SLOW_CG/blkio.throttle.read_bps_device" 2>/dev/null && return 0
+	elif grep -qw io /sys/fs/cgroup/cgroup.controllers 2>/dev/null; then
+		echo +io > /sys/fs/cgroup/cgroup.subtree_control 2>/dev/null || :
+		SLOW_CG=/sys/fs/cgroup/airlock-slow-$$
+		mkdir -p "$SLOW_CG" 2>/dev/null &&
+			echo "$mm rbps=$2" > "$SLOW_CG/io.max" 2>/dev/null && return 0
+	fi
+	[ -z "$SLOW_CG" ] || rmdir "$SLOW_CG" 2>/dev/null || :
+	SLOW_CG=
+	return 1
+}
+cat > incg <<'EOS'
+#!/bin/sh
+echo $$ > "$SLOW_CG/cgroup.procs" || exit 99
+exec "$@"
+EOS
+chmod 0755 incg
+# wait_copying PID DIR BYTES: wait (at most 120 s) until PID's image file
+# under DIR holds at least BYTES; 0 then, 1 when PID ended first.
+wait_copying() {
+	n=0
+	while kill -0 "$1" 2>/dev/null; do
+		for f in "$2"/import-*/image.iso; do
+			[ -e "$f" ] || continue
+			[ "$(stat -c %s "$f" 2>/dev/null || echo 0)" -ge "$3" ] && return 0
+		done
+		n=$((n + 1))
+		[ "$n" -lt 1200 ] || fail "the copy did not start in 120 s"
+		sleep 0.1
+	done
+	return 1
+}
+# reader_start: a session holds ACCESS SHARE on feeds.advisories (until
+# reader_stop or the server's end), so the swap waits for its lock.
+reader_start() {
+	pg_psql high -c "SET application_name = 'airlock_test_reader'; BEGIN; LOCK TABLE feeds.advisories IN ACCESS SHARE MODE; SELECT pg_sleep(600)" >/dev/null 2>&1 &
+	reader=$!
+	n=0
+	until [ "$(pg_psql high -c "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'airlock_test_reader' AND wait_event = 'PgSleep'")" = 1 ]; do
+		n=$((n + 1))
+		[ "$n" -lt 300 ] || fail "the reader did not start"
+		sleep 0.1
+	done
+}
+reader_stop() {
+	pg_psql high -c "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'airlock_test_reader'" >/dev/null 2>&1 || :
+	wait "$reader" 2>/dev/null || :
+	reader=
+}
+# wait_swap_held PID: the importer PID waits for the live tables' lock in
+# its swap transaction (LOCK TABLE ... ACCESS EXCLUSIVE behind the reader).
+wait_swap_held() {
+	n=0
+	until [ "$(pg_psql high -c "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query ILIKE 'LOCK TABLE %ACCESS EXCLUSIVE%'")" = 1 ]; do
+		kill -0 "$1" 2>/dev/null || { cat run.err; fail "the importer ended before the swap"; }
+		n=$((n + 1))
+		[ "$n" -lt 1200 ] || fail "the importer never waited in the swap"
+		sleep 0.1
+	done
+}
+# pg_fast_stop NAME: pg_ctl stop -m fast (pg.sh's pg_kill is -m immediate).
+pg_fast_stop() {
+	(cd "$PG_HIGH_DIR" && setpriv --reuid="${AIRLOCK_PG_RUNAS:-postgres}" \
+		--regid="$(id -g "${AIRLOCK_PG_RUNAS:-postgres}")" --init-groups -- \
+		"$PG_HIGH_BINDIR/pg_ctl" -D "$PG_HIGH_DATA" -m fast -w -t 60 -s stop) >/dev/null
+}
+
 # --- a feed lands (sequence 1) --------------------------------------------------
 write "$S/out/one.iso"
 import --image "$S/out/one.iso" >/dev/null 2>err.txt || { cat err.txt; fail "the first import failed"; }
@@ -105,7 +202,7 @@ caught=0
 for try in 1 2 3; do
 	before=$(wc -l < high.log)
 	QDIR=$S/qsmall
-	import --image "$S/out/big.iso" --json > run.json 2> run.err &
+	import_bg --image "$S/out/big.iso" --json > run.json 2> run.err
 	pid=$!
 	if stop_when_copying "$pid" "$S/qsmall" "$size"; then
 		dd if=/dev/zero of=qsmall/filler bs=64k 2>/dev/null || :
@@ -136,7 +233,7 @@ LOOPDEV=$(losetup --find --show --read-only out/gone.iso)
 caught=0
 for try in 1 2 3; do
 	before=$(wc -l < high.log)
-	import --device "$LOOPDEV" --json > run.json 2> run.err &
+	import_bg --device "$LOOPDEV" --json > run.json 2> run.err
 	pid=$!
 	if stop_when_copying "$pid" "$S/quarantine" "$size"; then
 		truncate -s 1M out/gone.iso
@@ -157,6 +254,106 @@ LOOPDEV=
 check 74 media.read "$rc"
 [ -z "$(find quarantine -mindepth 1 -maxdepth 1 -name 'import-*')" ] || fail "36: a partial copy was left"
 [ "$(live_sum)" = "$live" ] || fail "36: the live feed changed"
+
+# --- 37: very slow media: the unit's watchdog ends the import ---------------------
+# At RuntimeMaxSec systemd stops the unit: KillSignal (SIGTERM) to the
+# importer (KillMode=mixed), SIGKILL to what is left after TimeoutStopSec.
+# The unit must let airlock clean up: a catchable KillSignal, and a
+# TimeoutStopSec long enough to finish the chunk being read and roll back.
+unit=$AIRLOCK_SRCDIR/udev/airlock-import@.service.in
+grep -q '^RuntimeMaxSec=[1-9]' "$unit" || fail "37: the unit has no RuntimeMaxSec watchdog"
+ks=$(sed -n 's/^KillSignal=//p' "$unit")
+case ${ks:-SIGTERM} in
+SIGTERM|SIGINT|SIGHUP|TERM|INT|HUP) ;;
+*) fail "37: KillSignal=$ks: airlock cannot roll back on it" ;;
+esac
+km=$(sed -n 's/^KillMode=//p' "$unit")
+case ${km:-control-group} in
+mixed|control-group|process) ;;
+*) fail "37: KillMode=$km: the importer would not be signalled" ;;
+esac
+! grep -q '^SendSIGTERM=no' "$unit" || fail "37: SendSIGTERM=no"
+tss=$(sed -n 's/^TimeoutStopSec=//p' "$unit")
+case $tss in
+infinity) tss_s=86400 ;;
+*min) tss_s=$((${tss%min} * 60)) ;;
+*s) tss_s=${tss%s} ;;
+[0-9]*) tss_s=$tss ;;
+*) fail "37: TimeoutStopSec='$tss' is not understood here: update the test" ;;
+esac
+[ "$tss_s" -ge 60 ] || fail "37: TimeoutStopSec=$tss leaves the importer too little time"
+# The device: the forged volume behind a loop device whose reads the kernel
+# throttles to 1 MiB/s (48 s for the volume). Once the copy is under way
+# the "watchdog" fires: SIGTERM, and SIGKILL if the importer is still there
+# 30 s later (the unit allows it $tss). Without a throttle here, the
+# importer is held with SIGSTOP instead while the SIGTERM is sent.
+cp out/big.iso out/slow.iso
+LOOPDEV=$(losetup --find --show --read-only --direct-io=off out/slow.iso)
+before=$(wc -l < high.log)
+killed=
+if slow_setup "$LOOPDEV" 1048576; then
+	export SLOW_CG
+	t0=$(date +%s)
+	./incg "$I" --target "$(pg_conninfo high)" --keyring "$S/keys/keyring" \
+		--trust "$SIGNER1_FPR" --trust "$SIGNER2_FPR" --threshold 2 --channel nvd \
+		--quarantine "$QDIR" --custody-log "$CLOG" --lock-timeout 2s --quiet \
+		--device "$LOOPDEV" --json > run.json 2> run.err &
+	pid=$!
+	wait_copying "$pid" "$S/quarantine" 1048576 || { cat run.err; fail "37: the import ended before the watchdog"; }
+	kill -TERM "$pid"
+	n=0
+	while kill -0 "$pid" 2>/dev/null && [ "$n" -lt 300 ]; do
+		sleep 0.1
+		n=$((n + 1))
+	done
+	kill -0 "$pid" 2>/dev/null && { kill -KILL "$pid"; killed=1; }
+	how="throttled to 1 MiB/s, SIGTERM after $(($(date +%s) - t0)) s"
+else
+	echo "37: no block throttle here (cgroup blkio or io): holding the importer with SIGSTOP"
+	import_bg --device "$LOOPDEV" --json > run.json 2> run.err
+	pid=$!
+	stop_when_copying "$pid" "$S/quarantine" "$size" || fail "37: could not stop the copy part-way"
+	kill -TERM "$pid"
+	kill -CONT "$pid"
+	how="held with SIGSTOP"
+fi
+set +e
+wait "$pid"
+rc=$?
+set -e
+losetup -d "$LOOPDEV"
+LOOPDEV=
+[ -z "$SLOW_CG" ] || { rmdir "$SLOW_CG" 2>/dev/null || :; SLOW_CG=; }
+[ -z "$killed" ] || { cat run.err; fail "37: the importer ignored SIGTERM for 30 s (SIGKILL sent)"; }
+check 75 interrupted "$rc"
+grep -q 'interrupted by signal 15' run.err || { cat run.err; fail "37: the error line does not name the signal"; }
+tail -n +"$((before + 1))" high.log | jq -e -s 'map(select(.event == "media.quarantined"
+	and .reason == "interrupted" and (.details.message | test("signal 15")))) | length == 1' >/dev/null ||
+	{ tail -n +"$((before + 1))" high.log; fail "37: no custody entry saying the import was interrupted"; }
+[ -z "$(find quarantine -mindepth 1 -maxdepth 1 -name 'import-*')" ] || fail "37: a partial copy was left"
+[ "$(live_sum)" = "$live" ] || fail "37: the live feed changed"
+[ "$(staging_left)" = 0 ] || fail "37: a staging schema was left"
+echo "ok: 37 watchdog ($how)"
+
+# --- 37 past TimeoutStopSec (or a power cut): the importer SIGKILLed mid-copy ------
+# It cannot clean up: its partial copy stays until the next run, which
+# removes it (no live import holds its directory's lock) before it copies.
+import_bg --image "$S/out/big.iso" --json > run.json 2> run.err
+pid=$!
+stop_when_copying "$pid" "$S/quarantine" "$size" || fail "37/KILL: could not stop the copy part-way"
+kill -KILL "$pid"
+set +e
+wait "$pid"
+set -e
+left=$(find quarantine -mindepth 1 -maxdepth 1 -name 'import-*')
+[ -n "$left" ] || fail "37/KILL: no partial copy to clean up (the test did not stop the copy)"
+import --image "$S/out/big.iso" --verify-only > run.json 2> run.err ||
+	{ cat run.err; fail "37/KILL: the next run failed"; }
+[ ! -e "$left" ] || fail "37/KILL: the next run left the killed run's partial copy $left"
+[ -z "$(find quarantine -mindepth 1 -maxdepth 1 -name 'import-*')" ] ||
+	fail "37/KILL: a copy was left"
+[ "$(live_sum)" = "$live" ] || fail "37/KILL: the live feed changed"
+echo "ok: 37 SIGKILL mid-copy: the partial copy is removed by the next run"
 
 # --- 42: rows violating a constraint --------------------------------------------
 # The source holds rows its CHECK constraint (NOT VALID) does not accept; the
@@ -209,7 +406,7 @@ pg_psql low -c "INSERT INTO feeds.advisories (vendor_id, ident, severity, summar
 	FROM generate_series(1, 400000) g" >/dev/null
 write "$S/out/four.iso" --sequence 4
 before=$(wc -l < high.log)
-import --image "$S/out/four.iso" --json > run.json 2> run.err &
+import_bg --image "$S/out/four.iso" --json > run.json 2> run.err
 pid=$!
 seen=0
 while kill -0 "$pid" 2>/dev/null; do
@@ -244,9 +441,9 @@ write "$S/out/five.iso" --sequence 5
 pg_psql low -c "UPDATE feeds.vendors SET homepage = 'https://six.example' WHERE id = 1" >/dev/null
 write "$S/out/six.iso" --sequence 6
 before=$(wc -l < high.log)
-import --image "$S/out/five.iso" --json > five.json 2> five.err &
+import_bg --image "$S/out/five.iso" --json > five.json 2> five.err
 p5=$!
-import --image "$S/out/six.iso" --json > six.json 2> six.err &
+import_bg --image "$S/out/six.iso" --json > six.json 2> six.err
 p6=$!
 set +e
 wait "$p5"
@@ -266,6 +463,116 @@ esac
 [ "$(staging_left)" = 0 ] || fail "38: a staging schema was left"
 [ "$(tail -n +"$((before + 1))" high.log | grep -c '"event":"media.inserted"')" = 2 ] || fail "38: not both logged"
 echo "ok: 38 (5: $rc5, 6: $rc6)"
+
+# --- 41: PostgreSQL stopped while the swap transaction is open -------------------
+# The hold point: a reader holds ACCESS SHARE on a live table, the importer
+# (lock timeout 120 s) waits for it inside its swap transaction; the server
+# is stopped then, -m immediate (a crash) and -m fast (an orderly
+# shutdown). Exit 69 with db.unavailable; after the restart the live feed is
+# as it was; the staging schema the run could not drop is gone after the
+# next run, which succeeds.
+seq=7
+LOCKT=120s
+live=$(live_sum)
+for mode in immediate fast; do
+	pg_psql low -c "UPDATE feeds.vendors SET homepage = 'https://seq$seq.example' WHERE id = 1" >/dev/null
+	write "$S/out/swap-$mode.iso" --sequence "$seq"
+	reader_start
+	before=$(wc -l < high.log)
+	import_bg --image "$S/out/swap-$mode.iso" --json > run.json 2> run.err
+	pid=$!
+	wait_swap_held "$pid"
+	if [ "$mode" = immediate ]; then pg_kill high; else pg_fast_stop; fi
+	set +e
+	wait "$pid"
+	rc=$?
+	set -e
+	wait "$reader" 2>/dev/null || :
+	reader=
+	check 69 db.unavailable "$rc"
+	tail -n +"$((before + 1))" high.log | grep -q '"event":"restore.failed"' ||
+		fail "41 ($mode): no restore.failed entry"
+	! tail -n +"$((before + 1))" high.log | grep -q '"event":"restore.intent"' ||
+		fail "41 ($mode): a restore intent was recorded for a swap that never held its locks"
+	pg_restart high
+	[ "$(live_sum)" = "$live" ] || fail "41 ($mode): the live feed changed"
+	left=$(staging_left)
+	import --image "$S/out/swap-$mode.iso" >/dev/null 2>err.txt || { cat err.txt; fail "41 ($mode): the rerun failed"; }
+	[ "$(staging_left)" = 0 ] || fail "41 ($mode): a staging schema was left after the rerun"
+	[ "$(pg_psql high -c "SELECT max(sequence) FROM airlock.imports WHERE channel = 'nvd'")" = "$seq" ] ||
+		fail "41 ($mode): the rerun did not record sequence $seq"
+	[ "$(pg_psql high -c "SELECT homepage FROM feeds.vendors WHERE id = 1")" = "https://seq$seq.example" ] ||
+		fail "41 ($mode): the rerun did not land the feed"
+	echo "ok: 41 swap, pg_ctl stop -m $mode: $left staging schema(s) after the restart, rerun restored"
+	live=$(live_sum)
+	seq=$((seq + 1))
+done
+
+# --- 45: the custody log cannot be written or synced -----------------------------
+# The log on its own small ext4 (1 KiB blocks, nothing reserved: the free
+# room left in the log's last block is always less than one entry). The
+# importer waits in the swap behind a reader (as above) with its inserted,
+# quarantined and verified entries written; the filesystem is filled (45a)
+# or remounted read-only (45b), and the reader lets go: the restore intent
+# cannot be recorded, so the swap rolls back. The refusal itself cannot be
+# recorded either: the importer says so on stderr (and syslog) and exits
+# with the custody error's status, 74.
+truncate -s 4M clog.img
+mkfs.ext4 -q -F -b 1024 -m 0 -O ^has_journal clog.img
+mount -o loop clog.img "$S/clog"
+chmod 0700 "$S/clog"
+CLOG=$S/clog/custody.log
+for how in full readonly; do
+	pg_psql low -c "UPDATE feeds.vendors SET homepage = 'https://seq$seq.example' WHERE id = 1" >/dev/null
+	write "$S/out/log-$how.iso" --sequence "$seq"
+	reader_start
+	before=0
+	[ ! -f "$CLOG" ] || before=$(wc -l < "$CLOG")
+	import_bg --image "$S/out/log-$how.iso" --json > run.json 2> run.err
+	pid=$!
+	wait_swap_held "$pid"
+	tail -n +"$((before + 1))" "$CLOG" | grep -q '"event":"bundle.verified"' ||
+		fail "45 ($how): the entries before the swap are missing"
+	if [ "$how" = full ]; then
+		dd if=/dev/zero of=clog/filler bs=1k 2>/dev/null || :
+		reason=custody.write
+	else
+		mount -o remount,ro "$S/clog"
+		reason=custody.open
+	fi
+	lines=$(wc -l < "$CLOG")
+	reader_stop
+	set +e
+	wait "$pid"
+	rc=$?
+	set -e
+	[ "$rc" = 74 ] || { cat run.err run.json; fail "45 ($how): expected exit 74, got $rc"; }
+	grep 'error:' run.err | grep -qF "[$reason]" || { cat run.err; fail "45 ($how): no error line naming $reason"; }
+	jq -e --arg r "$reason" '.ok == false and .reason == $r' run.json >/dev/null ||
+		{ cat run.json; fail "45 ($how): JSON"; }
+	grep -q 'warning: custody: ' run.err ||
+		{ cat run.err; fail "45 ($how): the failure to record the refusal is not reported"; }
+	[ "$(tail -n +"$((before + 1))" "$CLOG" | grep -c '"event":"restore\.')" = 0 ] ||
+		fail "45 ($how): a restore entry was recorded"
+	[ "$(live_sum)" = "$live" ] || fail "45 ($how): the live feed changed"
+	[ "$(staging_left)" = 0 ] || fail "45 ($how): the staging schema was left"
+	[ "$(pg_psql high -c "SELECT max(sequence) FROM airlock.imports WHERE channel = 'nvd'")" = $((seq - 1)) ] ||
+		fail "45 ($how): the import was recorded in the database"
+	sed "s/^/  45 ($how) stderr: /" run.err
+	echo "ok: 45 $how: $reason ($rc), $(($(wc -l < "$CLOG") - lines)) line(s) added after the failure"
+	if [ "$how" = full ]; then rm -f clog/filler; else mount -o remount,rw "$S/clog"; fi
+	import --image "$S/out/log-$how.iso" >/dev/null 2>err.txt || { cat err.txt; fail "45 ($how): the rerun failed"; }
+	[ "$(pg_psql high -c "SELECT max(sequence) FROM airlock.imports WHERE channel = 'nvd'")" = "$seq" ] ||
+		fail "45 ($how): the rerun did not record sequence $seq"
+	"$AIRLOCK_BUILDDIR/src/airlock-audit" verify --custody-log "$CLOG" > audit.out 2>&1 ||
+		{ cat audit.out; fail "45 ($how): the custody log does not verify after the rerun"; }
+	echo "ok: 45 $how: rerun restored, the log verifies"
+	live=$(live_sum)
+	seq=$((seq + 1))
+done
+CLOG=$S/high.log
+LOCKT=2s
+umount "$S/clog"
 
 "$AIRLOCK_BUILDDIR/src/airlock-audit" verify --custody-log "$S/high.log" >/dev/null || fail "the custody log does not verify"
 echo "import-faults.sh: all cases passed"

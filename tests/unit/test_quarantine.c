@@ -249,6 +249,49 @@ Test(quarantine, a_cancelled_copy_leaves_nothing)
 	cr_assert_eq(dir_entries(p.dir), 0);
 }
 
+/* A copy's directory stays locked until quarantine_release: a sweep from
+ * another import leaves it; once released (its import gone) a sweep
+ * removes it, and a dead import's partial copy, but not rejected/. */
+Test(quarantine, sweep_removes_only_what_no_live_import_holds)
+{
+	struct volume_info vi;
+	char *img = make_image("sweep", 2 * MiB, 3, &vi);
+	struct quarantine_policy p = { .dir = qdir(__func__), .max_bytes = UINT64_C(1) << 30 };
+	struct quarantine_result res;
+	char *dead = own(harness_strdup_printf("%s/import-dead01", p.dir));
+	char *part = own(harness_strdup_printf("%s/image.iso", dead));
+	char *rej = own(harness_strdup_printf("%s/rejected/import-old001", p.dir));
+	char *other = own(harness_strdup_printf("%s/notes", p.dir));
+	struct stat st;
+	size_t removed = 99;
+	struct alerr e;
+
+	alerr_clear(&e);
+	cr_assert_eq(quarantine_copy(img, &p, NULL, NULL, &res, &e), 0, "%s", e.message);
+	cr_assert_geq(res.lock_fd, 0);
+	/* what a SIGKILLed import leaves: a directory and a partial image */
+	cr_assert_eq(mkdir(dead, 0700), 0);
+	put(part, "partial", 7);
+	cr_assert_eq(mkdir(own(harness_strdup_printf("%s/rejected", p.dir)), 0700), 0);
+	cr_assert_eq(mkdir(rej, 0700), 0);
+	put(other, "x", 1);
+	cr_assert_eq(quarantine_sweep(p.dir, &removed, &e), 0, "%s", e.message);
+	cr_assert_eq(removed, 1);
+	cr_assert_neq(stat(dead, &st), 0, "the dead import's copy was left");
+	cr_assert_eq(stat(res.image, &st), 0, "a live import's copy was removed");
+	cr_assert_eq(stat(rej, &st), 0, "a refused copy was removed");
+	cr_assert_eq(stat(other, &st), 0, "a file not an import's was removed");
+	quarantine_release(&res);
+	cr_assert_eq(res.lock_fd, -1);
+	cr_assert_eq(quarantine_sweep(p.dir, &removed, &e), 0, "%s", e.message);
+	cr_assert_eq(removed, 1);
+	cr_assert_neq(stat(res.dir, &st), 0, "a released copy was left");
+	/* no quarantine directory yet: nothing to do */
+	cr_assert_eq(quarantine_sweep(own(harness_strdup_printf("%s/none", p.dir)), &removed,
+	                              &e), 0);
+	cr_assert_eq(removed, 0);
+}
+
 Test(quarantine, copies_from_a_read_only_loop_device, .timeout = 120)
 {
 	struct volume_info vi;
