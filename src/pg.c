@@ -920,23 +920,7 @@ int pg_copy_in_put(struct pg_conn *c, const void *buf, size_t len, struct alerr 
 	 * its buffer grows without bound when the server is slower than we
 	 * are: wait until the data is on the wire, so that memory stays at
 	 * one buffer (the socket's own buffer keeps the server busy). */
-	for (;;) {
-		int f = PQflush(c->conn), w;
-
-		if (f == 0)
-			return 0;
-		if (f < 0)
-			return conn_lost(c, e);
-		w = conn_wait(c, 1, deadline);
-		if (w < 0)
-			return conn_lost(c, e);
-		if (w == 0) {
-			c->broken = 1;
-			return timeout_error(c, e);
-		}
-		if (!PQconsumeInput(c->conn))
-			return conn_lost(c, e);
-	}
+	return conn_flush(c, deadline, e);
 }
 
 int pg_copy_in_end(struct pg_conn *c, const char *abort_reason, uint64_t *rows,

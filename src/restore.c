@@ -1607,6 +1607,33 @@ static int lock_staging(struct rst *x, struct rschema *s)
 	return r;
 }
 
+/* A loaded staging schema completed: its foreign keys, sequence values,
+ * views, comments and the live schema's grants; and, unless the load
+ * workers did it table by table (loaded), the other constraints, the
+ * indexes and ANALYZE. */
+static int finish_schema(struct rst *x, struct rschema *s, int loaded)
+{
+	int r = set_search_path(x, s);
+
+	if (r == 0 && !loaded)
+		r = add_constraints(x, s, 0);
+	if (r == 0)
+		r = add_constraints(x, s, 1);
+	if (r == 0)
+		r = finish_sequences(x, s);
+	if (r == 0)
+		r = create_views(x, s);
+	if (r == 0)
+		r = add_comments(x, s);
+	if (r == 0)
+		r = live_exists(x, s);
+	if (r == 0 && s->live_exists)
+		r = copy_grants(x, s);
+	if (r == 0 && !loaded)
+		r = analyze(x, s);
+	return r;
+}
+
 /* ------------------------------------------------------------------ */
 /* The parallel load (jobs > 1, see restore.h) */
 
@@ -1997,23 +2024,8 @@ static int build_parallel(struct rst *x)
 	if (r < 0)
 		return r;
 	x->in_tx = 1;
-	for (i = 0; i < x->nschemas && r == 0; i++) {
-		struct rschema *s = &x->schemas[i];
-
-		r = set_search_path(x, s);
-		if (r == 0)
-			r = add_constraints(x, s, 1);
-		if (r == 0)
-			r = finish_sequences(x, s);
-		if (r == 0)
-			r = create_views(x, s);
-		if (r == 0)
-			r = add_comments(x, s);
-		if (r == 0)
-			r = live_exists(x, s);
-		if (r == 0 && s->live_exists)
-			r = copy_grants(x, s);
-	}
+	for (i = 0; i < x->nschemas && r == 0; i++)
+		r = finish_schema(x, &x->schemas[i], 1);
 	if (r < 0)
 		return r;
 	x->build = 0;
@@ -2068,27 +2080,8 @@ static int build(struct rst *x)
 		return alerr_set(x->e, ALERR_REJECT, -EBADMSG, "restore.payload",
 		                 "unexpected payload member %s after the last table",
 		                 x->member);
-	for (i = 0; i < x->nschemas && r == 0; i++) {
-		struct rschema *s = &x->schemas[i];
-
-		r = set_search_path(x, s);
-		if (r == 0)
-			r = add_constraints(x, s, 0);
-		if (r == 0)
-			r = add_constraints(x, s, 1);
-		if (r == 0)
-			r = finish_sequences(x, s);
-		if (r == 0)
-			r = create_views(x, s);
-		if (r == 0)
-			r = add_comments(x, s);
-		if (r == 0)
-			r = live_exists(x, s);
-		if (r == 0 && s->live_exists)
-			r = copy_grants(x, s);
-		if (r == 0)
-			r = analyze(x, s);
-	}
+	for (i = 0; i < x->nschemas && r == 0; i++)
+		r = finish_schema(x, &x->schemas[i], 0);
 	if (r < 0)
 		return r;
 	x->build = 0;
