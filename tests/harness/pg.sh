@@ -10,6 +10,9 @@
 #   pg_use NAME        export PGHOST PGPORT PGUSER PGDATABASE for NAME
 #   pg_conninfo NAME   print NAME's libpq conninfo
 #   pg_psql NAME ARGS  psql -X -A -t -q -v ON_ERROR_STOP=1 on NAME's database
+#   pg_tables_sum NAME SCHEMA...  one line: every table of the schemas with
+#                      the md5 of its rows in text order ("t:md5 u:md5 ...")
+#   pg_staging_count NAME  airlock_staging_* and airlock_old_* schemas left
 #   pg_is_running NAME status 0 when the server answers pg_ctl status
 #   pg_kill NAME       immediate shutdown (as a crash would); data kept
 #   pg_restart NAME    start again (after pg_kill) or restart, same port
@@ -520,6 +523,22 @@ pg_psql() {
 	shift
 	eval "_pg_b=\$PG_${_pg_k}_BINDIR _pg_c=\$PG_${_pg_k}_CONNINFO"
 	"$_pg_b/psql" -X -A -t -q -v ON_ERROR_STOP=1 -d "$_pg_c" "$@"
+}
+
+pg_tables_sum() {
+	_pg_sc=$1
+	shift
+	_pg_list=$(printf "'%s'," "$@")
+	pg_psql "$_pg_sc" -c "SELECT coalesce(string_agg(n || ':' || c, ' ' ORDER BY n), '') FROM (
+		SELECT c.relname AS n, (xpath('/row/c/text()', query_to_xml(
+			format('SELECT md5(coalesce(string_agg(t::text, %L ORDER BY t::text), %L)) AS c FROM %I.%I t',
+			       ',', '', n.nspname, c.relname), false, true, '')))[1]::text AS c
+		FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+		WHERE n.nspname IN (${_pg_list%,}) AND c.relkind = 'r') s"
+}
+
+pg_staging_count() {
+	pg_psql "$1" -c "SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'airlock\_staging\_%' OR nspname LIKE 'airlock\_old\_%'"
 }
 
 pg_is_running() {

@@ -70,17 +70,8 @@ import() {
 import_bg() {
 	(IMPORT_EXEC='exec'; import "$@") &
 }
-live_sum() {
-	pg_psql high -c "SELECT coalesce(string_agg(n || ':' || c, ' ' ORDER BY n), '') FROM (
-		SELECT c.relname AS n, (xpath('/row/c/text()', query_to_xml(
-			format('SELECT md5(coalesce(string_agg(t::text, %L ORDER BY t::text), %L)) AS c FROM %I.%I t',
-			       ',', '', n.nspname, c.relname), false, true, '')))[1]::text AS c
-		FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-		WHERE n.nspname IN ('feeds', 'airlock') AND c.relkind = 'r') s"
-}
-staging_left() {
-	pg_psql high -c "SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'airlock\_staging\_%' OR nspname LIKE 'airlock\_old\_%'"
-}
+live_sum() { pg_tables_sum high feeds airlock; }
+staging_left() { pg_staging_count high; }
 # check CODE REASON RC: the outcome of the run whose output is in run.json,
 # run.err and whose custody entries follow line $before of high.log.
 check() {

@@ -36,17 +36,8 @@ import() {
 		--quarantine "$S/quarantine" --custody-log "$S/high.log" --lock-timeout 5s --quiet "$@"
 }
 # A checksum of every table of a schema (empty when the schema is absent).
-live_sum() {
-	pg_psql high -c "SELECT coalesce(string_agg(n || ':' || c, ' ' ORDER BY n), '') FROM (
-		SELECT c.relname AS n, (xpath('/row/c/text()', query_to_xml(
-			format('SELECT md5(coalesce(string_agg(t::text, %L ORDER BY t::text), %L)) AS c FROM %I.%I t',
-			       ',', '', n.nspname, c.relname), false, true, '')))[1]::text AS c
-		FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-		WHERE n.nspname = 'feeds' AND c.relkind = 'r') s"
-}
-staging_left() {
-	pg_psql high -c "SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'airlock\_staging\_%' OR nspname LIKE 'airlock\_old\_%'"
-}
+live_sum() { pg_tables_sum high feeds; }
+staging_left() { pg_staging_count high; }
 src_sum() {
 	pg_psql low -c "SELECT md5(string_agg(t::text, ',' ORDER BY t::text)) FROM feeds.$1 t"
 }
