@@ -953,11 +953,24 @@ static struct rseq *identity_seq(struct rschema *s, const char *table, const cha
 	return NULL;
 }
 
+/* A constraint definition without a trailing NOT VALID: the staging rows
+ * are checked against every constraint, whatever the source let in
+ * (catalogue 42). */
+static void sb_add_def(struct sbuf *b, const char *def)
+{
+	static const char nv[] = " NOT VALID";
+	size_t len = strlen(def);
+
+	if (len >= sizeof(nv) - 1 && strcmp(def + len - (sizeof(nv) - 1), nv) == 0)
+		len -= sizeof(nv) - 1;
+	sb_addn(b, def, len);
+}
+
 static int create_table(struct rst *x, struct rschema *s, struct rtable *t)
 {
 	struct sbuf b = { 0 };
 	size_t i;
-	int r = 0;
+	int r = 0, any = t->ncols > 0;
 
 	sb_add(&b, "CREATE TABLE ");
 	r = sb_ident(&b, x->c, t->name, x->e);
@@ -993,6 +1006,19 @@ static int create_table(struct rst *x, struct rschema *s, struct rtable *t)
 		}
 		if (c->not_null)
 			sb_add(&b, " NOT NULL");
+	}
+	/* check constraints with the table: COPY checks each row as it
+	 * goes, instead of a second scan of the table after it */
+	for (i = 0; i < t->ncons && r == 0; i++) {
+		const struct rcons *k = &t->cons[i];
+
+		if (k->kind != 'c')
+			continue;
+		sb_add(&b, any ? ", CONSTRAINT " : "CONSTRAINT ");
+		any = 1;
+		r = sb_ident(&b, x->c, k->name, x->e);
+		sb_add(&b, " ");
+		sb_add_def(&b, k->def);
 	}
 	sb_add(&b, ")");
 	if (r < 0) {
@@ -1163,18 +1189,6 @@ static int alter_table(struct rst *x, struct rschema *s, struct rtable *t,
 	return sb_ident(b, x->c, t->name, x->e);
 }
 
-/* A constraint definition without a trailing NOT VALID: the staging rows
- * are checked against every constraint, whatever the source let in
- * (catalogue 42). */
-static void sb_add_def(struct sbuf *b, const char *def)
-{
-	static const char nv[] = " NOT VALID";
-	size_t len = strlen(def);
-
-	if (len >= sizeof(nv) - 1 && strcmp(def + len - (sizeof(nv) - 1), nv) == 0)
-		len -= sizeof(nv) - 1;
-	sb_addn(b, def, len);
-}
 
 /* Primary, unique and check constraints, then indexes (pass 0); foreign
  * keys (pass 1): their referenced keys exist by then. */
@@ -1188,8 +1202,8 @@ static int add_table_constraints(struct rst *x, struct rschema *s, struct rtable
 		struct rcons *c = &t->cons[k];
 		struct sbuf b = { 0 };
 
-		if ((c->kind == 'f') != (pass == 1))
-			continue;
+		if ((c->kind == 'f') != (pass == 1) || c->kind == 'c')
+			continue;       /* check constraints come with the table */
 		r = alter_table(x, s, t, &b);
 		sb_add(&b, " ADD CONSTRAINT ");
 		if (r == 0)
