@@ -147,4 +147,9 @@ _Static_assert(CUSTODY_MAX_TORN > 2u * (CUSTODY_MAX_LINE + 1u),
 #define STATION_QUEUE_MAX       64u
 #define STATION_SEEN_MAX        256u
 
+/* restore: the longest row of COPY text taken (PostgreSQL's own limit on
+ * a line it reads is 1 GiB - 1): a longer one is refused (restore.data)
+ * as it streams, not once the server has buffered it */
+#define RESTORE_MAX_ROW_BYTES   ((UINT64_C(1) << 30) - 1u)
+
 #endif

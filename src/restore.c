@@ -362,6 +362,10 @@ static int remap(struct rst *x, const struct alerr *t)
 		if (strncmp(st, "22", 2) == 0)
 			return alerr_set(x->e, ALERR_REJECT, -EBADMSG, "restore.data",
 			                 "%s%s", x->where, t->message);
+		/* 54: a value or row over the server's limits */
+		if (strncmp(st, "54", 2) == 0)
+			return alerr_set(x->e, ALERR_REJECT, -EBADMSG, "restore.data",
+			                 "%s%s", x->where, t->message);
 		if (strncmp(st, "23", 2) == 0)
 			return alerr_set(x->e, ALERR_REJECT, -EBADMSG, "restore.constraint",
 			                 "%s%s", x->where, t->message);
@@ -1073,16 +1077,22 @@ static int next_member(struct rst *x)
 	return 0;
 }
 
-static uint64_t count_lines(const char *p, size_t n)
+/* Add the complete lines of p to *lines; *partial holds the bytes of the
+ * line begun and not ended. -1 when a line grows over
+ * RESTORE_MAX_ROW_BYTES. */
+static int count_rows(const char *p, size_t n, uint64_t *lines, uint64_t *partial)
 {
-	const char *end = p + n;
-	uint64_t k = 0;
+	const char *end = p + n, *nl;
 
-	while (p < end && (p = memchr(p, '\n', (size_t)(end - p))) != NULL) {
-		k++;
-		p++;
+	while (p < end && (nl = memchr(p, '\n', (size_t)(end - p))) != NULL) {
+		if (*partial + (uint64_t)(nl - p) > RESTORE_MAX_ROW_BYTES)
+			return -1;
+		(*lines)++;
+		*partial = 0;
+		p = nl + 1;
 	}
-	return k;
+	*partial += (uint64_t)(end - p);
+	return *partial > RESTORE_MAX_ROW_BYTES ? -1 : 0;
 }
 
 static int copy_error(struct rst *x, const struct alerr *t)
@@ -1095,7 +1105,7 @@ static int load_table(struct rst *x, struct rschema *s, struct rtable *t)
 	char prefix[2 * NAME_MAX_IDENT + 16];
 	struct sbuf b = { 0 };
 	struct alerr tmp;
-	uint64_t rows = 0, lines = 0;
+	uint64_t rows = 0, lines = 0, line_bytes = 0;
 	size_t i, plen;
 	int r, segments = 0;
 
@@ -1139,15 +1149,23 @@ static int load_table(struct rst *x, struct rschema *s, struct rtable *t)
 				return (int)n;
 			if (n == 0)
 				break;
-			/* one line per row (a newline in a value is "\n"):
-			 * more than MANIFEST says stops here, not at the end */
-			lines += count_lines(x->buf, (size_t)n);
-			if (lines > t->want_rows)
+			/* one line per row (a newline in a value is "\n"),
+			 * a row counted from its first byte (COPY counts a
+			 * last line without its newline too): more than
+			 * MANIFEST says stops here, not at the end */
+			r = count_rows(x->buf, (size_t)n, &lines, &line_bytes);
+			if (lines + (line_bytes > 0) > t->want_rows)
 				return alerr_set(x->e, ALERR_REJECT, -EBADMSG,
 				                 "restore.row_count", "table %s.%s: more "
 				                 "than the %llu rows MANIFEST says",
 				                 s->name, t->name,
 				                 (unsigned long long)t->want_rows);
+			if (r < 0)
+				return alerr_set(x->e, ALERR_REJECT, -EMSGSIZE,
+				                 "restore.data", "table %s.%s: row %llu is "
+				                 "over %llu bytes", s->name, t->name,
+				                 (unsigned long long)lines + 1,
+				                 (unsigned long long)RESTORE_MAX_ROW_BYTES);
 			alerr_clear(&tmp);
 			r = pg_copy_in_put(x->c, x->buf, (size_t)n, &tmp);
 			if (r < 0) {

@@ -1397,7 +1397,9 @@ static int rd_next(struct vol_reader *r, struct alerr *e)
 		               kind_is_dir(k) ? "directory" : "regular file");
 	sz = archive_entry_size(entry);
 	if (sz < 0 || (!kind_is_dir(k) && (uint64_t)sz > kind_max_size(k)))
-		return rd_fail(r, e, ALERR_REJECT, "volume.too_large",
+		/* the bundle format's own name for an oversized MANIFEST */
+		return rd_fail(r, e, ALERR_REJECT, k == VK_MANIFEST ? "manifest.too_large" :
+		               "volume.too_large",
 		               "%s: %" PRId64 " bytes, over its cap of %" PRIu64, shown,
 		               (int64_t)sz, kind_max_size(k));
 	if (kind_is_dir(k))

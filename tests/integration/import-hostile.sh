@@ -1,11 +1,12 @@
 #!/bin/sh
 # airlock-import against the hostile bundles of CATALOGUE.md: integrity
 # (1-5), signatures and trust (6-17), policy (18-24), volume and archive
-# parsing (25-27, 29-31, 33) and a truncated image (35). Each refusal is
+# parsing (25-33) and a truncated image (35). Each refusal is
 # checked for its exit code, the one error line naming the reason code, the
 # reason in --json and in a custody entry (with the image's SHA-256 where a
 # copy was made), the live feed byte-identical, no staging schema left and
-# the refused copy kept under quarantine/rejected.
+# the refused copy kept under quarantine/rejected. Every import runs under
+# timeout: one that hangs fails the test.
 set -eu
 : "${AIRLOCK_SRCDIR:?}" "${AIRLOCK_BUILDDIR:?}" "${AIRLOCK_HARNESS:?}"
 cd "${AIRLOCK_SCRATCH:?}"
@@ -35,7 +36,7 @@ mkdir -m 0700 quarantine
 
 THRESHOLD=2 KEYRING=$S/keys/keyring
 import() {
-	"$I" --target "$(pg_conninfo high)" --keyring "$KEYRING" \
+	timeout -k 10 60 "$I" --target "$(pg_conninfo high)" --keyring "$KEYRING" \
 		--trust "$SIGNER1_FPR" --trust "$SIGNER2_FPR" --threshold "$THRESHOLD" --channel nvd \
 		--quarantine "$S/quarantine" --custody-log "$S/high.log" --lock-timeout 5s --quiet "$@"
 }
@@ -51,17 +52,8 @@ forge() {
 	"$FORGE" --out "$S/out/$name.iso" --gnupghome "$S/keys/signer" $signers $seq $created "$@" \
 		>/dev/null || fail "al-forge $name $*"
 }
-live_sum() {
-	pg_psql high -c "SELECT coalesce(string_agg(n || ':' || c, ' ' ORDER BY n), '') FROM (
-		SELECT c.relname AS n, (xpath('/row/c/text()', query_to_xml(
-			format('SELECT md5(coalesce(string_agg(t::text, %L ORDER BY t::text), %L)) AS c FROM %I.%I t',
-			       ',', '', n.nspname, c.relname), false, true, '')))[1]::text AS c
-		FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-		WHERE n.nspname IN ('feeds', 'airlock') AND c.relkind = 'r') s"
-}
-staging_left() {
-	pg_psql high -c "SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'airlock\_staging\_%' OR nspname LIKE 'airlock\_old\_%'"
-}
+live_sum() { pg_tables_sum high feeds airlock; }
+staging_left() { pg_staging_count high; }
 kept_count() { find quarantine/rejected -mindepth 1 -maxdepth 1 -name 'import-*' 2>/dev/null | wc -l; }
 
 # refused CODE REASON IMAGE [ARGS...]: one refusal, checked whole.
@@ -74,6 +66,7 @@ refused() {
 	import --image "$image" --json "$@" > refused.json 2> refused.err
 	rc=$?
 	set -e
+	case $rc in 124 | 137) fail "$reason: the import hung (killed by timeout) on $image" ;; esac
 	[ "$rc" = "$code" ] || { cat refused.err refused.json; fail "$reason: expected exit $code, got $rc"; }
 	[ "$(grep -c 'error:' refused.err)" = 1 ] || { cat refused.err; fail "$reason: not one error line"; }
 	grep 'error:' refused.err | grep -qF "[$reason]" || { cat refused.err; fail "$reason: the error line does not name it"; }
@@ -96,6 +89,25 @@ refused() {
 	fi
 	KEPT=1
 	echo "ok: $reason ($rc) $image"
+}
+# What a refusal wrote: WAL (every row COPY loaded is in it, even when the
+# transaction is rolled back), the database's size, the quarantine's.
+wal_lsn() { pg_psql high -c "SELECT pg_current_wal_lsn()"; }
+db_bytes() { pg_psql high -c "SELECT pg_database_size(current_database())"; }
+q_kib() { du -sk quarantine | cut -f1; }
+mark() { m_wal=$(wal_lsn) m_db=$(db_bytes) m_q=$(q_kib); }
+# bounded WHAT IMAGE: since mark, at most 16 MiB of WAL, the database at
+# most 8 MiB bigger, the quarantine at most the image's size (the kept
+# copy) and 64 KiB more.
+bounded() {
+	wal=$(pg_psql high -c "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '$m_wal')::bigint")
+	[ "$wal" -le $((16 << 20)) ] || fail "$1: $wal bytes of WAL: the database was filled"
+	db=$(db_bytes)
+	[ "$db" -le $((m_db + (8 << 20))) ] || fail "$1: the database grew from $m_db to $db bytes"
+	q=$(q_kib)
+	img=$((($(stat -c %s "$2") + 1023) / 1024))
+	[ "$q" -le $((m_q + img + 64)) ] || fail "$1: the quarantine grew from $m_q to $q KiB (image $img KiB)"
+	echo "ok: $1 bounded (WAL $wal bytes, database +$((db - m_db)) bytes, quarantine +$((q - m_q)) KiB)"
 }
 # A refusal made before any copy exists: its media.quarantined entry has
 # no image hash but the SHA-256 of what was read (doc/custody-log.md).
@@ -341,6 +353,21 @@ rebuild joliet 20 -J
 KEPT=0 refused 65 volume.malformed "$S/out/joliet.iso"
 grep -q 'Joliet' refused.err || { cat refused.err; fail "27: the Joliet tree is not named"; }
 evidence out/joliet.iso "$(stat -c %s out/joliet.iso)"
+# 28. a MANIFEST with a duplicate field, a line over 4096 bytes, over 4 MiB
+# in all: each signed validly (both signatures count), so that the strict
+# parse after the signatures is what refuses it.
+forge mdup --attack manifest-dup-field
+refused 65 manifest.field_duplicate "$S/out/mdup.iso"
+grep -q 'duplicate field Courier (first on line' refused.err || { cat refused.err; fail "28: the field is not named"; }
+jq -e '(.signers | length) == 2' refused.json >/dev/null || { cat refused.json; fail "28: the signatures did not count"; }
+grep -q '"valid_signers":2' entry.log || { cat entry.log; fail "28: the signatures did not count"; }
+forge mlong --attack manifest-long-line
+refused 65 manifest.line_too_long "$S/out/mlong.iso"
+jq -e '(.signers | length) == 2' refused.json >/dev/null || { cat refused.json; fail "28: the signatures did not count"; }
+# Over MANIFEST_MAX_BYTES the listing refuses it before a byte is read.
+forge mbig --attack manifest-too-large
+refused 65 manifest.too_large "$S/out/mbig.iso"
+grep -q 'MANIFEST' refused.err || { cat refused.err; fail "28: MANIFEST is not named"; }
 # 29. names that are not valid UTF-8.
 n=0
 for name in '00000\xff.chunk' '0000\xc3\x28.chunk' '0000\xe2\x82.chunk' '\xc0\xaf0001.chunk'; do
@@ -372,6 +399,66 @@ KEPT=0 refused 65 volume.too_large "$S/out/valid.iso" --max-bytes 1048576
 n=$(stat -c %s out/valid.iso)
 [ "$n" -le 1048576 ] || n=65536         # only the descriptors of a larger file
 evidence out/valid.iso "$n"
+# 30. a zisofs bomb: chunk 1 zisofs-compressed by xorriso, its Rock Ridge
+# ZF entry then declaring 4 GiB - 16 (over the chunk cap) or 2 GiB - 16
+# (under it, not what MANIFEST says): refused before anything inflates.
+unpack zisofs out/valid.iso
+rm -f out/zisofs.iso
+xorriso -outdev out/zisofs.iso -volid AIRLOCK_20 -rockridge on -joliet off \
+	-zisofs level=9:block_size=32k -map tree/zisofs / -set_filter_r --zisofs / -- \
+	2>xorriso.err || { cat xorriso.err; fail "xorriso zisofs"; }
+for size in fffffff0 7ffffff0; do
+	cp out/zisofs.iso "out/zbomb-$size.iso"
+	python3 - "out/zbomb-$size.iso" "$size" <<'EOF'
+import sys, struct
+p, v = sys.argv[1], int(sys.argv[2], 16)
+b = bytearray(open(p, 'rb').read())
+# ZF, length 16, version 1, "pz", header size 4, log2 block 15, size 4096
+i = b.find(bytes.fromhex('5a461001707a040f') + struct.pack('<I', 4096))
+if i < 0:
+	sys.exit("no zisofs ZF entry for chunk 1")
+b[i + 8:i + 16] = struct.pack('<I', v) + struct.pack('>I', v)
+open(p, 'wb').write(bytes(b))
+EOF
+done
+refused 65 volume.too_large "$S/out/zbomb-fffffff0.iso"
+refused 65 checksum.size_mismatch "$S/out/zbomb-7ffffff0.iso"
+# 30. zstd bombs inside a validly signed payload (the chunks' sizes and
+# hashes are in the signed MANIFEST, which counts 2 rows, or 1 or 0 for a
+# line that never ends): stopped at the cap, nothing filled.
+# A segment's tar header declaring 8 GiB - 1, and catalog.json's: refused at
+# the header.
+forge bomb-size --attack bomb-member-size
+mark
+refused 65 payload.too_large "$S/out/bomb-size.iso"
+grep -q 'segment of 8589934591 bytes' refused.err || { cat refused.err; fail "30: the size is not named"; }
+bounded bomb-member-size out/bomb-size.iso
+forge bomb-catalog --attack bomb-catalog
+mark
+refused 65 payload.too_large "$S/out/bomb-catalog.iso"
+bounded bomb-catalog out/bomb-catalog.iso
+# 1 GiB of rows in 128 full segments (a 200 KiB image): the COPY stops at
+# the first buffer over MANIFEST's count, not at the end of the table.
+forge bomb-rows --attack bomb-rows
+mark
+refused 65 restore.row_count "$S/out/bomb-rows.iso"
+grep -q 'more than the 2 rows MANIFEST says' refused.err || { cat refused.err; fail "30: the count is not named"; }
+bounded bomb-rows out/bomb-rows.iso
+# One line of 1 GiB that never ends, in a table MANIFEST counts 0 or 1
+# rows. A row counts from its first byte: with 0 rows the COPY stops
+# there; with 1 the decompressed cap stops it (64 x --max-bytes: 64 MiB
+# here), and without that cap the importer's own limit on one row (1 GiB
+# - 1, PostgreSQL's) does.
+for rows in 0 1; do
+	forge "bomb-line$rows" --attack bomb-line --rows "$rows"
+	mark
+	case $rows in 0) reason=restore.row_count ;; *) reason=payload.too_large ;; esac
+	refused 65 "$reason" "$S/out/bomb-line$rows.iso" --max-bytes 1M
+	bounded "bomb-line (rows $rows)" "out/bomb-line$rows.iso"
+done
+mark
+refused 65 restore.data "$S/out/bomb-line1.iso"
+bounded "bomb-line (rows 1, no cap)" out/bomb-line1.iso
 # 31. a hundred thousand entries (refused at the first name that is not
 # the bundle's, without reading the rest); a 3.8 KiB path (xorriso makes
 # none over 4 KiB).
@@ -398,6 +485,19 @@ open("000000.chunk", "w").write("x")'
 rebuild deep 20
 refused 65 volume.entry_name "$S/out/deep.iso"
 grep -q 'a path of' refused.err || { cat refused.err; fail "31: the path length is not named"; }
+# 32. malformed images: a Rock Ridge continuation (SUSP CE) that continues
+# into itself, a directory whose extent is the root's (a loop), a file's
+# and a directory's extent beyond the end of the volume: refused, no hang
+# (every import runs under timeout), no crash.
+for attack in rr-ce-loop dir-loop extent-past-end dir-extent-past-end; do
+	forge "$attack" --attack "$attack"
+	refused 65 volume.malformed "$S/out/$attack.iso"
+	case $attack in
+	rr-ce-loop) grep -q '"CE"' refused.err ;;
+	dir-loop) grep -q 'loop' refused.err ;;
+	*) grep -q 'extent' refused.err ;;
+	esac || { cat refused.err; fail "32 $attack: the fault is not named"; }
+done
 # 33. not an ISO at all: random bytes, FAT, ext4: left alone (66), nothing copied.
 head -c 4194304 /dev/urandom > out/random.img
 truncate -s 8M out/fat.img
@@ -424,5 +524,13 @@ cp out/valid.iso out/truncated.iso
 truncate -s $(($(stat -c %s out/truncated.iso) - 4096)) out/truncated.iso
 KEPT=0 refused 65 volume.truncated "$S/out/truncated.iso"
 evidence out/truncated.iso "$(stat -c %s out/truncated.iso)"
+
+# The payload the bombs above were built on restores (so that each refusal
+# is the bomb's): two rows in feeds.advisories, sequence 21.
+forge payload --attack payload-ok --sequence 21
+import --image "$S/out/payload.iso" >/dev/null 2>err.txt || { cat err.txt; fail "30: the forged payload does not restore"; }
+[ "$(pg_psql high -c "SELECT string_agg(line, ',' ORDER BY line) FROM feeds.advisories")" = "row one,row two" ] ||
+	fail "30: the forged payload restored other rows"
+[ "$(staging_left)" = 0 ] || fail "30: a staging schema was left"
 
 echo "import-hostile.sh: all cases passed"

@@ -7,7 +7,8 @@
  *   al-forge --out IMAGE --gnupghome DIR --signer FPR [--signer FPR ...]
  *            [--attack NAME] [--sequence N] [--label-sequence N]
  *            [--channel C] [--created EPOCH] [--valid-for SECONDS]
- *            [--media-serial X] [--payload-size BYTES]
+ *            [--media-serial X] [--payload-size BYTES] [--rows N]
+ *            [--bomb-bytes BYTES]
  *
  * Attacks on the files (the volume itself is the real writer's):
  *   none, flip-chunk-byte, chunk-short, chunk-long, extra-file,
@@ -21,6 +22,27 @@
  * 9660 writer directly (Rock Ridge, no Joliet):
  *   no-sig (no signature file: the signers are only listed), stray-file (AIRLOCK/README),
  *   symlink (AIRLOCK/payload/000001.chunk a symbolic link).
+ * Attacks on MANIFEST's text, made before it is signed (the signatures
+ * are good: the strict parse is what refuses it, catalogue 28):
+ *   manifest-dup-field (Courier twice), manifest-long-line (a Courier
+ *   line of 5000 bytes), manifest-too-large (over MANIFEST_MAX_BYTES in
+ *   lines of 4000 bytes; the volume written by libarchive directly, as the
+ *   real writer refuses such a MANIFEST).
+ * A real payload (zstd pax tar: catalog.json for feeds.advisories (line
+ * text), then its segments), signed and hashed like any other (catalogue
+ * 30, a bomb inside a validly signed payload):
+ *   payload-ok (two rows, restorable), bomb-rows (--bomb-bytes of rows in
+ *   full 8 MiB segments, far beyond the rows MANIFEST counts), bomb-line
+ *   (--bomb-bytes in full segments of one line that never ends),
+ *   bomb-member-size (segment 0's header declares 8 GiB - 1), bomb-catalog
+ *   (catalog.json's header declares 8 GiB - 1). --rows sets the table's row
+ *   count in MANIFEST (default: 2; 1 for bomb-line; 0 without a payload).
+ * Attacks on the ISO 9660 structures of the written image (catalogue 32):
+ *   rr-ce-loop (chunk 1's Rock Ridge PX entry replaced by a SUSP CE whose
+ *   continuation area, a block added at the end, continues into itself),
+ *   dir-loop (AIRLOCK/payload's record points at the root directory's
+ *   extent), extent-past-end (chunk 0's extent starts beyond the volume),
+ *   dir-extent-past-end (AIRLOCK/payload's extent starts beyond it).
  * Wrong channel, old sequence, expiry, future, media serial and label
  * mismatch come from the parameters. */
 #include "config.h"
@@ -47,6 +69,7 @@
 #include "digest.h"
 #include "log.h"
 #include "manifest.h"
+#include "pack.h"
 #include "sig.h"
 #include "volume.h"
 
@@ -59,7 +82,7 @@ struct opts {
 	const char *out, *gnupghome, *attack, *channel, *media_serial;
 	const char *signers[MAX_SIGNERS];
 	size_t n_signers;
-	uint64_t sequence, label_sequence, payload_size;
+	uint64_t sequence, label_sequence, payload_size, rows, bomb_bytes;
 	int64_t created, valid_for;
 };
 
@@ -67,12 +90,30 @@ static const char *const attacks[] = {
 	"none", "flip-chunk-byte", "chunk-short", "chunk-long", "extra-file",
 	"missing-file", "manifest-byte", "empty-sig", "garbage-sig", "inline-sig",
 	"clearsigned", "armored", "sha1", "expired-sig", "sign-in-2020",
-	"sig-twice-same-key", "no-sig", "stray-file", "symlink", NULL,
+	"sig-twice-same-key", "no-sig", "stray-file", "symlink",
+	"manifest-dup-field", "manifest-long-line", "manifest-too-large",
+	"payload-ok", "bomb-rows", "bomb-line", "bomb-member-size", "bomb-catalog",
+	"rr-ce-loop", "dir-loop", "extent-past-end", "dir-extent-past-end", NULL,
 };
+
+#define ROWS_BY_ATTACK UINT64_MAX
+#define HUGE_MEMBER    ((UINT64_C(1) << 33) - 1)   /* 8 GiB - 1: ustar's largest */
+#define MANIFEST_PAD_LINE 4000u
 
 static int is(const struct opts *o, const char *a)
 {
 	return strcmp(o->attack, a) == 0;
+}
+
+static int has_payload(const struct opts *o)
+{
+	return strncmp(o->attack, "bomb-", 5) == 0 || is(o, "payload-ok");
+}
+
+static int on_image(const struct opts *o)
+{
+	return is(o, "rr-ce-loop") || is(o, "dir-loop") || is(o, "extent-past-end") ||
+	       is(o, "dir-extent-past-end");
 }
 
 static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
@@ -410,6 +451,339 @@ static int rm_cb(const char *p, const struct stat *sb, int flag, struct FTW *ftw
 	return remove(p);
 }
 
+/* ---- catalogue 28: MANIFEST text changed before it is signed ---- */
+
+static char *manifest_mutate(const struct opts *o, char *text, size_t *len)
+{
+	static const char courier[] = "Courier: Test Courier\n";
+	char *at = strstr(text, courier), *out;
+	size_t head, extra = 0, k, pos;
+
+	if (!at)
+		die("no Courier line in MANIFEST");
+	head = (size_t)(at - text) + sizeof(courier) - 1;
+	if (is(o, "manifest-dup-field"))
+		extra = sizeof(courier) - 1;
+	else if (is(o, "manifest-long-line"))
+		extra = 5000;
+	else            /* manifest-too-large: continuation lines after Courier */
+		extra = (MANIFEST_MAX_BYTES / (MANIFEST_PAD_LINE + 2u) + 1u) *
+		        (MANIFEST_PAD_LINE + 2u);
+	out = malloc(*len + extra + 1);
+	if (!out)
+		die("out of memory");
+	if (is(o, "manifest-long-line")) {
+		/* the Courier line grown by 5000 bytes */
+		memcpy(out, text, head - 1);
+		memset(out + head - 1, 'c', extra);
+		pos = head - 1 + extra;
+		out[pos++] = '\n';
+	} else {
+		memcpy(out, text, head);
+		pos = head;
+		if (is(o, "manifest-dup-field")) {
+			memcpy(out + pos, courier, sizeof(courier) - 1);
+			pos += sizeof(courier) - 1;
+		} else {
+			for (k = 0; k < extra / (MANIFEST_PAD_LINE + 2u); k++) {
+				out[pos++] = ' ';
+				memset(out + pos, 'p', MANIFEST_PAD_LINE);
+				pos += MANIFEST_PAD_LINE;
+				out[pos++] = '\n';
+			}
+		}
+	}
+	memcpy(out + pos, text + head, *len - head);
+	pos += *len - head;
+	out[pos] = '\0';
+	free(text);
+	*len = pos;
+	return out;
+}
+
+/* ---- catalogue 30: real payloads, and bombs inside them ---- */
+
+static const char catalog_json[] =
+	"{\"format\":\"airlock-catalog/1\",\"schemas\":[{\"name\":\"feeds\",\"comment\":null,"
+	"\"sequences\":[],\"tables\":[{\"name\":\"advisories\",\"comment\":null,"
+	"\"columns\":[{\"name\":\"line\",\"type\":\"text\",\"not_null\":false,"
+	"\"default\":null,\"identity\":null,\"comment\":null}],"
+	"\"constraints\":[],\"indexes\":[]}],\"views\":[]}]}\n";
+
+#define SEGMENT_PATH "data/feeds/advisories/%06" PRIu64 ".copy"
+
+/* The valid shapes go through the real pack writer. */
+static void payload_packed(const struct opts *o, const char *top, struct manifest *m)
+{
+	char dir[PATHBUF], name[64];
+	struct pack *p = NULL;
+	struct alerr e;
+	char *seg;
+	uint64_t i, n;
+	size_t k;
+
+	alerr_clear(&e);
+	path_of(dir, "%s/payload", top);
+	if (pack_new(&p, dir, CHUNK_SIZE_MIN, 1, 0, &e) < 0)
+		die_e(&e);
+	pack_set_mtime(p, o->created);
+	if (pack_add_member(p, "catalog.json", catalog_json, sizeof(catalog_json) - 1, &e) < 0)
+		die_e(&e);
+	if (is(o, "payload-ok")) {
+		static const char rows[] = "row one\nrow two\n";
+
+		if (pack_add_member(p, "data/feeds/advisories/000000.copy", rows,
+		                    sizeof(rows) - 1, &e) < 0)
+			die_e(&e);
+	} else {
+		seg = malloc(PAYLOAD_SEGMENT_SIZE);
+		if (!seg)
+			die("out of memory");
+		if (is(o, "bomb-rows")) {
+			for (k = 0; k < PAYLOAD_SEGMENT_SIZE; k += 8)
+				memcpy(seg + k, "bombrow\n", 8);
+		} else {
+			memset(seg, 'x', PAYLOAD_SEGMENT_SIZE);
+		}
+		n = o->bomb_bytes / PAYLOAD_SEGMENT_SIZE;
+		for (i = 0; i < n; i++) {
+			snprintf(name, sizeof(name), SEGMENT_PATH, i);
+			if (pack_add_member(p, name, seg, PAYLOAD_SEGMENT_SIZE, &e) < 0)
+				die_e(&e);
+		}
+		free(seg);
+	}
+	if (pack_finish(p, m, &e) < 0)
+		die_e(&e);
+	pack_free(p);
+}
+
+/* The shapes the pack writer refuses: ustar members written by hand into
+ * a libarchive writer (raw format, zstd) that cuts the compressed stream
+ * into chunks. */
+struct zsink {
+	const char *top;
+	struct manifest *m;
+	unsigned char *buf;
+	size_t fill;
+	uint64_t n;
+};
+
+static void zsink_flush(struct zsink *z)
+{
+	char rel[MANIFEST_CHUNK_PATH_LEN + 1], path[PATHBUF];
+	uint8_t sum[DIGEST_SHA256_LEN];
+	struct alerr e;
+
+	if (z->fill == 0)
+		return;
+	alerr_clear(&e);
+	manifest_chunk_path(rel, sizeof(rel), z->n++);
+	path_of(path, "%s/%s", z->top, rel);
+	put(path, z->buf, z->fill);
+	digest_buffer(z->buf, z->fill, sum);
+	if (manifest_add_file(z->m, rel, z->fill, sum, &e) < 0)
+		die_e(&e);
+	z->fill = 0;
+}
+
+static la_ssize_t zsink_write(struct archive *a, void *ctx, const void *buf, size_t len)
+{
+	struct zsink *z = ctx;
+	const unsigned char *b = buf;
+	size_t off = 0;
+
+	(void)a;
+	while (off < len) {
+		size_t k = CHUNK_SIZE_MIN - z->fill < len - off ? CHUNK_SIZE_MIN - z->fill :
+		           len - off;
+
+		memcpy(z->buf + z->fill, b + off, k);
+		z->fill += k;
+		off += k;
+		if (z->fill == CHUNK_SIZE_MIN)
+			zsink_flush(z);
+	}
+	return (la_ssize_t)len;
+}
+
+/* A ustar member: its header (the largest size an octal field holds is
+ * 8 GiB - 1), then len bytes of data, padded to a block when whole. */
+static void tar_member(struct archive *raw, const char *name, uint64_t size,
+                       const void *data, size_t len)
+{
+	static const char zeros[512];
+	char h[512];
+	unsigned int sum = 0;
+	size_t i;
+
+	memset(h, 0, sizeof(h));
+	snprintf(h, 100, "%s", name);
+	snprintf(h + 100, 8, "%07o", 0444u);
+	snprintf(h + 108, 8, "%07o", 0u);
+	snprintf(h + 116, 8, "%07o", 0u);
+	snprintf(h + 124, 12, "%011" PRIo64, size);
+	snprintf(h + 136, 12, "%011o", 1764335671u);
+	memset(h + 148, ' ', 8);
+	h[156] = '0';
+	memcpy(h + 257, "ustar", 6);    /* with its NUL */
+	memcpy(h + 263, "00", 2);
+	for (i = 0; i < sizeof(h); i++)
+		sum += (unsigned char)h[i];
+	snprintf(h + 148, 8, "%06o", sum);
+	if (archive_write_data(raw, h, sizeof(h)) != (la_ssize_t)sizeof(h) ||
+	    archive_write_data(raw, data, len) != (la_ssize_t)len ||
+	    (len == size && len % 512 &&
+	     archive_write_data(raw, zeros, 512 - len % 512) != (la_ssize_t)(512 - len % 512)))
+		die("libarchive (zstd): %s", archive_error_string(raw));
+}
+
+static void payload_raw(const struct opts *o, const char *top, struct manifest *m)
+{
+	struct zsink z = { top, m, malloc(CHUNK_SIZE_MIN), 0, 0 };
+	struct archive *raw = archive_write_new();
+	struct archive_entry *en = archive_entry_new();
+	static char some[65536];
+
+	if (!z.buf || !raw || !en)
+		die("out of memory");
+	memset(some, 'x', sizeof(some));
+	archive_entry_set_pathname(en, "payload");
+	archive_entry_set_filetype(en, AE_IFREG);
+	if (archive_write_add_filter_zstd(raw) != ARCHIVE_OK ||
+	    archive_write_set_format_raw(raw) != ARCHIVE_OK ||
+	    archive_write_set_bytes_per_block(raw, 0) != ARCHIVE_OK ||
+	    archive_write_open2(raw, &z, NULL, zsink_write, NULL, NULL) != ARCHIVE_OK ||
+	    archive_write_header(raw, en) != ARCHIVE_OK)
+		die("libarchive (zstd): %s", archive_error_string(raw));
+	archive_entry_free(en);
+	/* the last member never ends: its declared size is never reached */
+	if (is(o, "bomb-catalog")) {
+		tar_member(raw, "catalog.json", HUGE_MEMBER, catalog_json, sizeof(catalog_json) - 1);
+	} else {
+		tar_member(raw, "catalog.json", sizeof(catalog_json) - 1, catalog_json,
+		           sizeof(catalog_json) - 1);
+		tar_member(raw, "data/feeds/advisories/000000.copy", HUGE_MEMBER, some,
+		           sizeof(some));
+	}
+	if (archive_write_close(raw) != ARCHIVE_OK)
+		die("libarchive (zstd): %s", archive_error_string(raw));
+	archive_write_free(raw);
+	zsink_flush(&z);
+	free(z.buf);
+}
+
+/* ---- catalogue 32: the ISO 9660 structures of the written image ---- */
+
+static uint32_t le32_at(const unsigned char *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static void both32(unsigned char *p, uint32_t v)
+{
+	int i;
+
+	for (i = 0; i < 4; i++) {
+		p[i] = (unsigned char)(v >> (8 * i));
+		p[7 - i] = (unsigned char)(v >> (8 * i));
+	}
+}
+
+/* The offset of the SUSP entry sig ("NM", "PX") in the directory record
+ * at rec, or 0. */
+static size_t susp_find(const unsigned char *img, size_t rec, const char *sig)
+{
+	size_t rl = img[rec], p = rec + 33u + img[rec + 32];
+
+	if (img[rec + 32] % 2 == 0)
+		p++;
+	while (p + 4 <= rec + rl && img[p + 2] >= 4 && p + img[p + 2] <= rec + rl) {
+		if (img[p] == (unsigned char)sig[0] && img[p + 1] == (unsigned char)sig[1])
+			return p;
+		p += img[p + 2];
+	}
+	return 0;
+}
+
+/* The record named name (Rock Ridge) in the directory extent at lba. */
+static size_t iso_find(const unsigned char *img, size_t len, uint32_t lba, uint32_t size,
+                       const char *name)
+{
+	size_t p = (size_t)lba * VOLUME_BLOCK_SIZE, end = p + size, nm;
+
+	if (end > len)
+		die("directory extent beyond the image");
+	while (p < end) {
+		if (img[p] == 0) {         /* the rest of the block is padding */
+			p = (p / VOLUME_BLOCK_SIZE + 1) * VOLUME_BLOCK_SIZE;
+			continue;
+		}
+		nm = susp_find(img, p, "NM");
+		if (nm && img[nm + 2] - 5u == strlen(name) &&
+		    memcmp(img + nm + 5, name, strlen(name)) == 0)
+			return p;
+		p += img[p];
+	}
+	die("no directory record for %s", name);
+}
+
+static void patch_image(const struct opts *o)
+{
+	const size_t pvd = 16u * VOLUME_BLOCK_SIZE, root = pvd + 156u;
+	size_t len, top, pay, chunk;
+	unsigned char *img = (unsigned char *)slurp(o->out, &len);
+	uint32_t blocks;
+
+	if (len < pvd + VOLUME_BLOCK_SIZE || memcmp(img + pvd + 1, "CD001", 5) != 0)
+		die("%s: no primary volume descriptor", o->out);
+	blocks = le32_at(img + pvd + 80);
+	top = iso_find(img, len, le32_at(img + root + 2), le32_at(img + root + 10), "AIRLOCK");
+	pay = iso_find(img, len, le32_at(img + top + 2), le32_at(img + top + 10), "payload");
+	if (is(o, "dir-loop")) {
+		both32(img + pay + 2, le32_at(img + root + 2));
+		both32(img + pay + 10, le32_at(img + root + 10));
+	} else if (is(o, "dir-extent-past-end")) {
+		both32(img + pay + 2, blocks + 1000u);
+	} else if (is(o, "extent-past-end")) {
+		chunk = iso_find(img, len, le32_at(img + pay + 2), le32_at(img + pay + 10),
+		                 "000000.chunk");
+		both32(img + chunk + 2, blocks + 1000u);
+	} else {                /* rr-ce-loop */
+		size_t px, ce, pad;
+		unsigned char *grown;
+
+		chunk = iso_find(img, len, le32_at(img + pay + 2), le32_at(img + pay + 10),
+		                 "000001.chunk");
+		px = susp_find(img, chunk, "PX");
+		if (!px || img[px + 2] < 28u + 4u)
+			die("no Rock Ridge PX entry of 32 bytes or more in chunk 1's record");
+		pad = img[px + 2] - 28u;
+		grown = realloc(img, len + VOLUME_BLOCK_SIZE);
+		if (!grown || len != (size_t)blocks * VOLUME_BLOCK_SIZE)
+			die("cannot grow the image");
+		img = grown;
+		memset(img + len, 0, VOLUME_BLOCK_SIZE);
+		/* CE: block, offset, length; then PD padding in PX's place */
+		for (ce = 0; ce < 2; ce++) {
+			unsigned char *c = ce ? img + len : img + px;
+
+			memcpy(c, "CE\x1c\x01", 4);
+			both32(c + 4, blocks);
+			both32(c + 12, 0);
+			both32(c + 20, 28);
+		}
+		memcpy(img + px + 28, "PD", 2);
+		img[px + 30] = (unsigned char)pad;
+		img[px + 31] = 1;
+		memset(img + px + 32, 0, pad - 4u);
+		both32(img + pvd + 80, blocks + 1u);
+		len += VOLUME_BLOCK_SIZE;
+	}
+	put(o->out, img, len);
+	free(img);
+}
+
 static void forge(const struct opts *o)
 {
 	char work[PATHBUF], top[PATHBUF], path[PATHBUF], id[MANIFEST_BUNDLE_ID_LEN + 1];
@@ -448,7 +822,7 @@ static void forge(const struct opts *o)
 	    manifest_set_text(m, MANIFEST_F_COURIER, "Test Courier", &e) < 0 ||
 	    (o->media_serial &&
 	     manifest_set_text(m, MANIFEST_F_MEDIA_SERIAL, o->media_serial, &e) < 0) ||
-	    manifest_add_table(m, "feeds", "advisories", 0, &e) < 0)
+	    manifest_add_table(m, "feeds", "advisories", o->rows, &e) < 0)
 		die_e(&e);
 	for (i = 0; i < o->n_signers; i++) {
 		char fpr[SIG_FPR_SIZE];
@@ -461,9 +835,16 @@ static void forge(const struct opts *o)
 		if (manifest_add_signer(m, fpr, &e) < 0 && strcmp(e.reason, "manifest.entry_duplicate"))
 			die_e(&e);
 	}
-	write_chunks(o, top, m);
+	if (is(o, "bomb-member-size") || is(o, "bomb-catalog"))
+		payload_raw(o, top, m);
+	else if (has_payload(o))
+		payload_packed(o, top, m);
+	else
+		write_chunks(o, top, m);
 	if (manifest_emit(m, &text, &text_len, &e) < 0)
 		die_e(&e);
+	if (strncmp(o->attack, "manifest-", 9) == 0 && !is(o, "manifest-byte"))
+		text = manifest_mutate(o, text, &text_len);
 	path_of(path, "%s/MANIFEST", top);
 	put(path, text, text_len);
 	if (!is(o, "no-sig"))
@@ -486,7 +867,8 @@ static void forge(const struct opts *o)
 			die("%s: %s", path, strerror(errno));
 	}
 	unlink(o->out);
-	if (is(o, "no-sig") || is(o, "stray-file") || is(o, "symlink")) {
+	if (is(o, "no-sig") || is(o, "stray-file") || is(o, "symlink") ||
+	    is(o, "manifest-too-large")) {
 		raw_iso(o, work);
 	} else {
 		fd = open(o->out, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
@@ -496,6 +878,8 @@ static void forge(const struct opts *o)
 			die_e(&e);
 		if (close(fd) < 0)
 			die("%s: %s", o->out, strerror(errno));
+		if (on_image(o))
+			patch_image(o);
 	}
 	nftw(work, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
 	printf("%s\n", m->bundle_id);
@@ -510,7 +894,8 @@ static void usage(FILE *f)
 	fprintf(f, "usage: al-forge --out IMAGE --gnupghome DIR --signer FPR [--signer FPR ...]\n"
 	           "                [--attack NAME] [--sequence N] [--label-sequence N]\n"
 	           "                [--channel C] [--created EPOCH] [--valid-for SECONDS]\n"
-	           "                [--media-serial X] [--payload-size BYTES]\nattacks:");
+	           "                [--media-serial X] [--payload-size BYTES] [--rows N]\n"
+	           "                [--bomb-bytes BYTES]\nattacks:");
 	for (i = 0; attacks[i]; i++)
 		fprintf(f, " %s", attacks[i]);
 	fputc('\n', f);
@@ -530,6 +915,8 @@ int main(int argc, char **argv)
 		{ "valid-for", required_argument, NULL, 'v' },
 		{ "media-serial", required_argument, NULL, 'm' },
 		{ "payload-size", required_argument, NULL, 'p' },
+		{ "rows", required_argument, NULL, 'r' },
+		{ "bomb-bytes", required_argument, NULL, 'b' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -545,6 +932,8 @@ int main(int argc, char **argv)
 	o.created = INT64_C(1764335671);         /* 2025-11-28T13:14:31Z */
 	o.valid_for = 14 * 86400;
 	o.payload_size = CHUNK_SIZE_MIN + 4096u;  /* two chunks */
+	o.rows = ROWS_BY_ATTACK;
+	o.bomb_bytes = UINT64_C(1) << 30;
 	log_init("al-forge", LOG_TO_STDERR, LOG_LEVEL_NOTICE);
 	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
 		switch (c) {
@@ -558,6 +947,8 @@ int main(int argc, char **argv)
 		case 't': o.created = strtoll(optarg, NULL, 10); break;
 		case 'v': o.valid_for = strtoll(optarg, NULL, 10); break;
 		case 'p': o.payload_size = strtoull(optarg, NULL, 10); break;
+		case 'r': o.rows = strtoull(optarg, NULL, 10); break;
+		case 'b': o.bomb_bytes = strtoull(optarg, NULL, 10); break;
 		case 's':
 			if (o.n_signers == MAX_SIGNERS) {
 				fprintf(stderr, "al-forge: too many signers\n");
@@ -576,12 +967,16 @@ int main(int argc, char **argv)
 	for (i = 0; attacks[i]; i++)
 		known |= strcmp(attacks[i], o.attack) == 0;
 	if (!o.out || o.n_signers == 0 || !known ||
-	    optind != argc || o.payload_size == 0 || o.payload_size > 64u * CHUNK_SIZE_MIN) {
+	    optind != argc || o.payload_size == 0 || o.payload_size > 64u * CHUNK_SIZE_MIN ||
+	    o.bomb_bytes < PAYLOAD_SEGMENT_SIZE || o.bomb_bytes % PAYLOAD_SEGMENT_SIZE != 0 ||
+	    o.bomb_bytes / PAYLOAD_SEGMENT_SIZE > PAYLOAD_SEGMENT_MAX_INDEX + 1u) {
 		usage(stderr);
 		return 64;
 	}
 	if (o.label_sequence == 0)
 		o.label_sequence = o.sequence;
+	if (o.rows == ROWS_BY_ATTACK)
+		o.rows = !has_payload(&o) ? 0 : strcmp(o.attack, "bomb-line") == 0 ? 1 : 2;
 	alerr_clear(&e);
 	if (digest_library_init(&e) < 0)
 		die_e(&e);
