@@ -230,6 +230,11 @@ struct par {
 
 /* ------------------------------------------------------------------ */
 
+static unsigned int statement_timeout(const struct restore_options *o)
+{
+	return o->timeout_ms ? o->timeout_ms : RESTORE_TIMEOUT_DEFAULT_MS;
+}
+
 static int nomem(struct alerr *e)
 {
 	return alerr_set(e, ALERR_OSERR, -ENOMEM, "restore.nomem", "out of memory");
@@ -1955,7 +1960,7 @@ static int par_start(struct par *p, unsigned int jobs)
 			return nomem(x->e);
 		r = pg_connect(x->o->conninfo, &w->x.c, &w->e);
 		if (r == 0) {
-			pg_set_timeout(w->x.c, x->o->timeout_ms);
+			pg_set_timeout(w->x.c, statement_timeout(x->o));
 			if (j > 0)
 				r = worker_open(p, w);
 		}
@@ -2217,7 +2222,7 @@ static int swap(struct rst *x, struct restore_record *rec,
 {
 	uint64_t lt = x->o->lock_timeout_ms ? x->o->lock_timeout_ms
 	                                     : RESTORE_LOCK_TIMEOUT_DEFAULT_MS;
-	unsigned int timeout = x->o->timeout_ms ? x->o->timeout_ms : PG_DEFAULT_TIMEOUT_MS;
+	unsigned int timeout = statement_timeout(x->o);
 	char ms[24];
 	const char *p[1] = { ms };
 	size_t i;
@@ -2285,7 +2290,7 @@ static int swap(struct rst *x, struct restore_record *rec,
 		if (r == 0)
 			x->staged = 0;
 	}
-	pg_set_timeout(x->c, x->o->timeout_ms);
+	pg_set_timeout(x->c, statement_timeout(x->o));
 	return r;
 }
 
@@ -2411,7 +2416,7 @@ int restore_run(const struct restore_options *o, struct unpack *u,
 	r = pg_connect(o->conninfo, &x.c, e);
 	if (r < 0)
 		goto out;
-	pg_set_timeout(x.c, o->timeout_ms);
+	pg_set_timeout(x.c, statement_timeout(o));
 	res->target_version = pg_server_version(x.c);
 	res->major_differs = restore_major(res->source_version) !=
 	                     restore_major(res->target_version);

@@ -60,6 +60,7 @@
 #define RESTORE_OLD_PREFIX       "airlock_old_"
 #define RESTORE_BOOK_SCHEMA      "airlock"
 #define RESTORE_LOCK_TIMEOUT_DEFAULT_MS 30000u
+#define RESTORE_TIMEOUT_DEFAULT_MS (4u * 3600u * 1000u)
 /* pg_advisory_lock(key1, key2) namespaces: 'AIRL' for channels, 'AIRS'
  * for staging schemas (held by the run that builds one). */
 #define RESTORE_LOCK_CHANNEL     0x4149524c
@@ -72,7 +73,10 @@ struct restore_options {
 	 * everything in one transaction over one connection. */
 	unsigned int jobs;
 	uint64_t lock_timeout_ms;        /* the swap's locks (0: the default) */
-	unsigned int timeout_ms;         /* per statement (0: PG_DEFAULT_TIMEOUT_MS) */
+	/* per statement, COPY's on inactivity (0: RESTORE_TIMEOUT_DEFAULT_MS:
+	 * an index on a large feed takes long; the unit's RuntimeMaxSec is
+	 * the watchdog of the whole import) */
+	unsigned int timeout_ms;
 	/* COPY text bytes so far, at least once per MiB; non-zero stops
 	 * the restore ("restore.cancelled"). May be NULL. */
 	int (*progress)(void *ctx, uint64_t bytes);
