@@ -565,5 +565,35 @@ CLOG=$S/high.log
 LOCKT=2s
 umount "$S/clog"
 
+# --- the importer itself SIGKILLed in the middle of the load ----------------------
+# (a power cut, or SIGKILL after the unit's stop timeout): the staging
+# schema a parallel load committed before its workers started, and the
+# quarantine copy, are left; the live feed is as it was; the next run
+# removes both and imports.
+write "$S/out/kill-load.iso" --sequence "$seq"
+import_bg --image "$S/out/kill-load.iso" --jobs 2 --json > run.json 2> run.err
+pid=$!
+seen=0
+while kill -0 "$pid" 2>/dev/null; do
+	if [ "$(pg_psql high -c "SELECT count(*) FROM pg_stat_activity WHERE query ILIKE 'COPY %FROM STDIN%' AND state = 'active'" 2>/dev/null || echo 0)" != 0 ]; then
+		kill -KILL "$pid"
+		seen=1
+		break
+	fi
+done
+set +e
+wait "$pid"
+set -e
+[ "$seen" = 1 ] || fail "kill-load: COPY was never seen running"
+[ "$(live_sum)" = "$live" ] || fail "kill-load: the live feed changed"
+[ "$(staging_left)" -ge 1 ] || fail "kill-load: no staging schema was left (the load was not under way)"
+[ -n "$(find quarantine -mindepth 1 -maxdepth 1 -name 'import-*')" ] || fail "kill-load: no copy was left"
+import --image "$S/out/kill-load.iso" >/dev/null 2>err.txt || { cat err.txt; fail "kill-load: the rerun failed"; }
+[ "$(staging_left)" = 0 ] || fail "kill-load: the rerun left a staging schema"
+[ -z "$(find quarantine -mindepth 1 -maxdepth 1 -name 'import-*')" ] || fail "kill-load: the rerun left a copy"
+[ "$(pg_psql high -c "SELECT max(sequence) FROM airlock.imports WHERE channel = 'nvd'")" = "$seq" ] ||
+	fail "kill-load: the rerun did not record sequence $seq"
+echo "ok: importer SIGKILLed mid-load: feed unchanged, the rerun cleans up and imports"
+
 "$AIRLOCK_BUILDDIR/src/airlock-audit" verify --custody-log "$S/high.log" >/dev/null || fail "the custody log does not verify"
 echo "import-faults.sh: all cases passed"
