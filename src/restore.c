@@ -1877,8 +1877,9 @@ static void par_wait(struct par *p)
 			pthread_join(p->w[i].thread, NULL);
 }
 
-/* The staging schemas and their sequences, committed. */
-static int create_staging(struct rst *x)
+/* BEGIN, then the staging schemas and their sequences; with_tables, their
+ * tables too (the one-transaction build). */
+static int begin_staging(struct rst *x, int with_tables)
 {
 	size_t i, k;
 	int r;
@@ -1887,6 +1888,7 @@ static int create_staging(struct rst *x)
 	if (r < 0)
 		return r;
 	x->in_tx = 1;
+	x->build = 1;
 	for (i = 0; i < x->nschemas; i++) {
 		struct rschema *s = &x->schemas[i];
 		struct sbuf b = { 0 };
@@ -1900,9 +1902,21 @@ static int create_staging(struct rst *x)
 		for (k = 0; k < s->nseqs && r == 0; k++)
 			if (!s->seqs[k].identity)
 				r = create_sequence(x, s, &s->seqs[k]);
+		for (k = 0; with_tables && k < s->ntables && r == 0; k++)
+			r = create_table(x, s, &s->tables[k]);
 		if (r < 0)
 			return r;
 	}
+	return 0;
+}
+
+/* The staging schemas and their sequences, committed. */
+static int create_staging(struct rst *x)
+{
+	int r = begin_staging(x, 0);
+
+	if (r < 0)
+		return r;
 	set_where(x, "staging: ");
 	r = xexec(x, "COMMIT", 0, NULL);
 	if (r < 0)
@@ -2080,29 +2094,9 @@ static int build(struct rst *x)
 
 	if (x->o->jobs > 1 && x->o->open_payload)
 		return build_parallel(x);
-	r = xexec(x, "BEGIN", 0, NULL);
+	r = begin_staging(x, 1);
 	if (r < 0)
 		return r;
-	x->in_tx = 1;
-	x->build = 1;
-	for (i = 0; i < x->nschemas; i++) {
-		struct rschema *s = &x->schemas[i];
-		struct sbuf b = { 0 };
-
-		set_where(x, "schema %s: ", s->name);
-		sb_add(&b, "CREATE SCHEMA ");
-		sb_add(&b, s->qstaging);
-		r = xsb(x, &b);
-		if (r == 0)
-			r = set_search_path(x, s);
-		for (k = 0; k < s->nseqs && r == 0; k++)
-			if (!s->seqs[k].identity)
-				r = create_sequence(x, s, &s->seqs[k]);
-		for (k = 0; k < s->ntables && r == 0; k++)
-			r = create_table(x, s, &s->tables[k]);
-		if (r < 0)
-			return r;
-	}
 	r = next_member(x);
 	for (i = 0; i < x->nschemas && r == 0; i++) {
 		struct rschema *s = &x->schemas[i];
