@@ -258,7 +258,8 @@ static void qcopy_cleanup(struct qcopy *q, struct quarantine_result *res, int fa
 /* The per-import directory, created, opened and locked: ours while we
  * live, so that a sweep removes it only once we are gone. A sweep can
  * take the lock in the instant between mkdtemp and flock and remove the
- * (empty) directory: then it has no link left, and we make another. */
+ * (empty) directory: then it is gone or has no link left, and we make
+ * another. */
 static int make_dir(struct qcopy *q, struct quarantine_result *res, struct alerr *e)
 {
 	char tmpl[sizeof(res->dir)];
@@ -274,6 +275,10 @@ static int make_dir(struct qcopy *q, struct quarantine_result *res, struct alerr
 			                 res->dir, strerror(errno));
 		q->made_dir = 1;
 		q->dfd = open(res->dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (q->dfd < 0 && errno == ENOENT) {
+			q->made_dir = 0;        /* swept already: make another */
+			continue;
+		}
 		if (q->dfd < 0)
 			return write_error(-errno, res->dir, e);
 		if (flock(q->dfd, LOCK_EX) < 0 || fstat(q->dfd, &st) < 0)
