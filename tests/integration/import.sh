@@ -148,6 +148,26 @@ jq -se --arg run "$run" 'any(.[]; .event == "custody.reconciled" and .details.re
 	high.log >/dev/null || fail "no custody.reconciled entry for run $run"
 "$AUDIT" verify --custody-log "$S/high.log" >/dev/null || fail "the log does not verify after reconciliation"
 
+# Objects of another schema over the feed (a view, a foreign key): the swap
+# would drop them with the old schema, so the import is refused (78) before
+# anything is loaded; they and the feed stay, the copy is kept; once they
+# are gone the same bundle imports.
+live=$(live_sum)
+write --image "$S/out/five.iso" >/dev/null
+pg_psql high -c "CREATE SCHEMA reports;
+	CREATE VIEW reports.recent AS SELECT id FROM feeds.advisories;
+	CREATE TABLE reports.notes (id bigint REFERENCES feeds.advisories (id))" >/dev/null
+kept=$(find quarantine/rejected -mindepth 1 -maxdepth 1 -name 'import-*' | wc -l)
+refused 78 restore.dependents "$S/out/five.iso"
+grep 'error:' refused.err | grep -F '[restore.dependents]' | grep -q 'view reports.recent' ||
+	{ cat refused.err; fail "restore.dependents: the error line does not name the view"; }
+[ "$(pg_psql high -c "SELECT count(*) FROM pg_class WHERE relnamespace = 'reports'::regnamespace AND relname IN ('recent', 'notes')")" = 2 ] ||
+	fail "restore.dependents: the user's objects were touched"
+[ "$(find quarantine/rejected -mindepth 1 -maxdepth 1 -name 'import-*' | wc -l)" = $((kept + 1)) ] ||
+	fail "restore.dependents: the copy was not kept"
+pg_psql high -c "DROP SCHEMA reports CASCADE" >/dev/null
+import --image "$S/out/five.iso" >/dev/null 2> err.txt || { cat err.txt; fail "the import after the dependents were dropped failed"; }
+
 # Catalogue 40: PostgreSQL down at start: exit 69, nothing staged.
 pg_kill high
 set +e
