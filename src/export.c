@@ -332,41 +332,6 @@ static char *show(char *buf, size_t size, const char *s)
 /* ------------------------------------------------------------------ */
 /* Small helpers */
 
-struct sbuf {
-	char *s;
-	size_t len, cap;
-	int bad;
-};
-
-static void sb_add(struct sbuf *b, const char *s)
-{
-	size_t n = strlen(s);
-
-	if (b->bad)
-		return;
-	if (b->len + n + 1 > b->cap) {
-		size_t cap = b->cap ? b->cap : 256;
-		char *p;
-
-		while (cap < b->len + n + 1) {
-			if (cap > SIZE_MAX / 2) {
-				b->bad = 1;
-				return;
-			}
-			cap *= 2;
-		}
-		p = realloc(b->s, cap);
-		if (!p) {
-			b->bad = 1;
-			return;
-		}
-		b->s = p;
-		b->cap = cap;
-	}
-	memcpy(b->s + b->len, s, n + 1);
-	b->len += n;
-}
-
 static int parse_oid(const char *s, uint32_t *out)
 {
 	uint64_t v;
@@ -534,7 +499,7 @@ out:
 /* Look every schema up; name all the missing ones. */
 static int find_schemas(struct exporter *x, struct alerr *e)
 {
-	struct sbuf missing = { 0 };
+	struct text_buf missing = { 0 };
 	size_t i, n_missing = 0;
 	int r = 0;
 
@@ -548,8 +513,8 @@ static int find_schemas(struct exporter *x, struct alerr *e)
 		if (r < 0)
 			goto out;
 		if (pg_result_ntuples(res) == 0) {
-			sb_add(&missing, n_missing++ ? ", " : "");
-			sb_add(&missing, s->name);
+			text_buf_add(&missing, n_missing++ ? ", " : "");
+			text_buf_add(&missing, s->name);
 			pg_result_free(res);
 			continue;
 		}
@@ -580,28 +545,28 @@ out:
 /* ------------------------------------------------------------------ */
 /* Objects airlock cannot carry */
 
-static int unsupported_sql(uint32_t version, struct sbuf *q)
+static int unsupported_sql(uint32_t version, struct text_buf *q)
 {
 	size_t i;
 
-	sb_add(q, "SELECT u FROM (");
-	sb_add(q, version >= 110000 ? q_unsupported_proc11 : q_unsupported_proc10);
+	text_buf_add(q, "SELECT u FROM (");
+	text_buf_add(q, version >= 110000 ? q_unsupported_proc11 : q_unsupported_proc10);
 	if (version >= 120000) {
-		sb_add(q, " UNION ALL ");
-		sb_add(q, q_unsupported_generated);
+		text_buf_add(q, " UNION ALL ");
+		text_buf_add(q, q_unsupported_generated);
 	}
 	for (i = 0; i < sizeof(q_unsupported_common) / sizeof(q_unsupported_common[0]); i++) {
-		sb_add(q, " UNION ALL ");
-		sb_add(q, q_unsupported_common[i]);
+		text_buf_add(q, " UNION ALL ");
+		text_buf_add(q, q_unsupported_common[i]);
 	}
-	sb_add(q, ") s(u) WHERE u IS NOT NULL GROUP BY u ORDER BY u COLLATE \"C\"");
+	text_buf_add(q, ") s(u) WHERE u IS NOT NULL GROUP BY u ORDER BY u COLLATE \"C\"");
 	return q->bad ? -ENOMEM : 0;
 }
 
 static int check_unsupported(struct exporter *x, struct alerr *e)
 {
 	struct export_result *res = x->res;
-	struct sbuf q = { 0 }, msg = { 0 };
+	struct text_buf q = { 0 }, msg = { 0 };
 	size_t i, k, total = 0, shown_n = 0;
 	int r;
 
@@ -666,8 +631,8 @@ static int check_unsupported(struct exporter *x, struct alerr *e)
 		show(shown, sizeof(shown), res->unsupported[i]);
 		if (msg.len + strlen(shown) + 80 > ALERR_MESSAGE_MAX)
 			break;
-		sb_add(&msg, i ? "; " : "");
-		sb_add(&msg, shown);
+		text_buf_add(&msg, i ? "; " : "");
+		text_buf_add(&msg, shown);
 		shown_n++;
 	}
 	if (msg.bad) {
@@ -811,16 +776,16 @@ static int list_tables(struct exporter *x, struct alerr *e)
 	}
 	/* one LOCK statement per batch of tables */
 	for (k = 0; k < x->n_tables; k += LOCK_BATCH) {
-		struct sbuf sql = { 0 };
+		struct text_buf sql = { 0 };
 
-		sb_add(&sql, "LOCK TABLE ");
+		text_buf_add(&sql, "LOCK TABLE ");
 		for (i = k; i < x->n_tables && i < k + LOCK_BATCH; i++) {
-			sb_add(&sql, i > k ? ", " : "");
-			sb_add(&sql, x->tables[i].sch->qname);
-			sb_add(&sql, ".");
-			sb_add(&sql, x->tables[i].qname);
+			text_buf_add(&sql, i > k ? ", " : "");
+			text_buf_add(&sql, x->tables[i].sch->qname);
+			text_buf_add(&sql, ".");
+			text_buf_add(&sql, x->tables[i].qname);
 		}
-		sb_add(&sql, " IN ACCESS SHARE MODE");
+		text_buf_add(&sql, " IN ACCESS SHARE MODE");
 		r = sql.bad ? nomem(e) : pg_exec(x->main, sql.s, 0, NULL, e);
 		free(sql.s);
 		if (r < 0)
@@ -833,7 +798,7 @@ static int read_columns(struct exporter *x, struct xschema *s, struct alerr *e)
 {
 	const char *p[1] = { s->oid };
 	struct pg_result *res;
-	struct sbuf *cols = NULL;
+	struct text_buf *cols = NULL;
 	struct xtable *t = NULL;
 	uint32_t oid;
 	size_t i, k, n;
@@ -875,26 +840,26 @@ static int read_columns(struct exporter *x, struct xschema *s, struct alerr *e)
 		r = pg_quote_ident(x->main, pg_result_get(res, k, 1), &q, e);
 		if (r < 0)
 			break;
-		sb_add(&cols[ti], t->ncols++ ? ", " : "");
-		sb_add(&cols[ti], q);
+		text_buf_add(&cols[ti], t->ncols++ ? ", " : "");
+		text_buf_add(&cols[ti], q);
 		free(q);
 	}
 	pg_result_free(res);
 	for (i = 0; i < s->n_tables && r == 0 && !bad; i++) {
 		struct xtable *tt = &x->tables[s->first_table + i];
-		struct sbuf sql = { 0 };
+		struct text_buf sql = { 0 };
 
-		sb_add(&sql, "COPY ");
-		sb_add(&sql, s->qname);
-		sb_add(&sql, ".");
-		sb_add(&sql, tt->qname);
+		text_buf_add(&sql, "COPY ");
+		text_buf_add(&sql, s->qname);
+		text_buf_add(&sql, ".");
+		text_buf_add(&sql, tt->qname);
 		/* a table without columns has no column list */
 		if (tt->ncols) {
-			sb_add(&sql, " (");
-			sb_add(&sql, cols[i].s ? cols[i].s : "");
-			sb_add(&sql, ")");
+			text_buf_add(&sql, " (");
+			text_buf_add(&sql, cols[i].s ? cols[i].s : "");
+			text_buf_add(&sql, ")");
 		}
-		sb_add(&sql, " TO STDOUT");
+		text_buf_add(&sql, " TO STDOUT");
 		if (sql.bad || cols[i].bad)
 			bad = 1;
 		tt->copy_sql = sql.s;
@@ -945,12 +910,12 @@ static int read_constraints(struct exporter *x, struct xschema *s, struct alerr 
 static char *unqualify_indexdef(const char *def, int unique, const char *qindex,
                                 const char *qualified, const char *qtable)
 {
-	struct sbuf head = { 0 }, out = { 0 };
+	struct text_buf head = { 0 }, out = { 0 };
 	const char *rest = NULL;
 
-	sb_add(&head, unique ? "CREATE UNIQUE INDEX " : "CREATE INDEX ");
-	sb_add(&head, qindex);
-	sb_add(&head, " ON ");
+	text_buf_add(&head, unique ? "CREATE UNIQUE INDEX " : "CREATE INDEX ");
+	text_buf_add(&head, qindex);
+	text_buf_add(&head, " ON ");
 	if (head.bad)
 		goto out;
 	if (strncmp(def, head.s, head.len) == 0) {
@@ -964,9 +929,9 @@ static char *unqualify_indexdef(const char *def, int unique, const char *qindex,
 			rest = tail + strlen(qtable);
 	}
 	if (rest) {
-		sb_add(&out, head.s);
-		sb_add(&out, qtable);
-		sb_add(&out, rest);
+		text_buf_add(&out, head.s);
+		text_buf_add(&out, qtable);
+		text_buf_add(&out, rest);
 		if (out.bad) {
 			free(out.s);
 			out.s = NULL;
@@ -1077,7 +1042,7 @@ static int read_sequences(struct exporter *x, struct xschema *s, json_object *ar
 	for (k = 0; k < n && r == 0 && !bad; k++) {
 		json_object *o = jobj(&bad);
 		struct pg_result *val = NULL;
-		struct sbuf sql = { 0 };
+		struct text_buf sql = { 0 };
 		int64_t v;
 
 		jset(o, "name", jstr(pg_result_get(res, k, 0), &bad), &bad);
@@ -1099,10 +1064,10 @@ static int read_sequences(struct exporter *x, struct xschema *s, json_object *ar
 		}
 		/* the value is read from the sequence itself (not transactional:
 		 * as of now, at least the snapshot's) */
-		sb_add(&sql, "SELECT last_value, is_called FROM ");
-		sb_add(&sql, s->qname);
-		sb_add(&sql, ".");
-		sb_add(&sql, pg_result_get(res, k, 10));
+		text_buf_add(&sql, "SELECT last_value, is_called FROM ");
+		text_buf_add(&sql, s->qname);
+		text_buf_add(&sql, ".");
+		text_buf_add(&sql, pg_result_get(res, k, 10));
 		r = sql.bad ? nomem(e) : pg_query(x->main, sql.s, 0, NULL, 2, &val, e);
 		free(sql.s);
 		if (r == 0 && (pg_result_ntuples(val) != 1 ||
@@ -1557,18 +1522,18 @@ static int spool_table(struct worker *wk, struct xtable *t, size_t index,
 {
 	struct exporter *x = wk->x;
 	struct spoolw s = { .x = x, .fd = -1, .buf = wk->iobuf };
-	struct sbuf lock = { 0 };
+	struct text_buf lock = { 0 };
 	int r;
 
 	*fd_out = -1;
 	/* NOWAIT: an exclusive lock requested after the main connection
 	 * locked the table would queue us behind it, and it waits for the
 	 * main connection, which waits for us (pg_dump -j does the same) */
-	sb_add(&lock, "LOCK TABLE ");
-	sb_add(&lock, t->sch->qname);
-	sb_add(&lock, ".");
-	sb_add(&lock, t->qname);
-	sb_add(&lock, " IN ACCESS SHARE MODE NOWAIT");
+	text_buf_add(&lock, "LOCK TABLE ");
+	text_buf_add(&lock, t->sch->qname);
+	text_buf_add(&lock, ".");
+	text_buf_add(&lock, t->qname);
+	text_buf_add(&lock, " IN ACCESS SHARE MODE NOWAIT");
 	r = lock.bad ? nomem(e) : pg_exec(wk->conn, lock.s, 0, NULL, e);
 	free(lock.s);
 	if (r == 0)

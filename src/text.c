@@ -1,6 +1,8 @@
 #include "config.h"
 
 #include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -136,4 +138,56 @@ char *text_memdup(const char *s, size_t n)
 	memcpy(copy, s, n);
 	copy[n] = '\0';
 	return copy;
+}
+
+void text_buf_addn(struct text_buf *b, const char *s, size_t n)
+{
+	if (b->bad)
+		return;
+	if (n > SIZE_MAX / 4) {
+		b->bad = 1;
+		return;
+	}
+	if (b->len + n + 1 > b->cap) {
+		size_t cap = b->cap ? b->cap : 256;
+		char *p;
+
+		while (cap < b->len + n + 1) {
+			if (cap > SIZE_MAX / 2) {
+				b->bad = 1;
+				return;
+			}
+			cap *= 2;
+		}
+		p = realloc(b->s, cap);
+		if (!p) {
+			b->bad = 1;
+			return;
+		}
+		b->s = p;
+		b->cap = cap;
+	}
+	memcpy(b->s + b->len, s, n);
+	b->len += n;
+	b->s[b->len] = '\0';
+}
+
+void text_buf_add(struct text_buf *b, const char *s)
+{
+	text_buf_addn(b, s, strlen(s));
+}
+
+void text_buf_printf(struct text_buf *b, const char *fmt, ...)
+{
+	char tmp[256];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
+	va_end(ap);
+	if (n < 0 || (size_t)n >= sizeof(tmp))
+		b->bad = 1;
+	else
+		text_buf_addn(b, tmp, (size_t)n);
 }

@@ -31,4 +31,19 @@ char *text_memdup(const char *s, size_t n);
  * spaces, at most max. Returns 0, -EINVAL or -ERANGE. */
 int text_parse_u64(const char *s, size_t n, uint64_t max, uint64_t *out);
 
+/* A growing NUL-terminated string. Zero-initialize; append; a failed
+ * allocation or an overflow sets bad (later appends do nothing), so one
+ * check after the last append is enough. free(b.s) when done. */
+struct text_buf {
+	char *s;
+	size_t len, cap;
+	int bad;
+};
+
+void text_buf_addn(struct text_buf *b, const char *s, size_t n);
+void text_buf_add(struct text_buf *b, const char *s);
+/* At most 255 bytes of formatted text per call (more sets bad). */
+void text_buf_printf(struct text_buf *b, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
 #endif

@@ -144,3 +144,24 @@ Test(log, no_syslog_copy_when_stderr_is_the_journal)
 	cr_assert_eq(log_get_targets(), LOG_TO_SYSLOG);
 	log_close();
 }
+
+Test(text, buf_grows_and_keeps_one_failure_flag)
+{
+	struct text_buf b = { 0 };
+	size_t i;
+
+	for (i = 0; i < 1000; i++)
+		text_buf_add(&b, "abc");
+	text_buf_printf(&b, "%d-%s", 42, "x");
+	text_buf_addn(&b, "yz!", 2);
+	cr_assert_eq(b.bad, 0);
+	cr_assert_eq(b.len, 3000 + 4 + 2);
+	cr_assert_eq(strlen(b.s), b.len);
+	cr_assert_str_eq(b.s + 3000, "42-xyz");
+	/* a formatted piece over 255 bytes fails, and so does all after it */
+	text_buf_printf(&b, "%300s", "");
+	cr_assert_eq(b.bad, 1);
+	text_buf_add(&b, "more");
+	cr_assert_eq(b.len, 3006);
+	free(b.s);
+}
