@@ -129,6 +129,7 @@ struct rcol {
 struct rcons {
 	const char *name, *def, *comment;
 	char kind;
+	int done;               /* a foreign key a load worker added */
 };
 
 struct ridx {
@@ -195,10 +196,35 @@ struct rst {
 	struct par *par;        /* a load worker's: the shared state */
 };
 
-/* The parallel load (jobs > 1): tables claimed in catalog order. */
+/* The parallel build (jobs > 1): a graph of tasks over the tables. A
+ * table's load (created, COPY FREEZE, primary and unique keys, one
+ * transaction) is claimed in catalog order, before anything else; then
+ * its indexes (each a statement of its own, several at once on one
+ * table), its ANALYZE (after its indexes) and the foreign keys between
+ * loaded tables, the costliest first. The scheduler never runs two tasks
+ * whose locks conflict (an index build takes SHARE on its table, ANALYZE
+ * SHARE UPDATE EXCLUSIVE, a foreign key SHARE ROW EXCLUSIVE on both
+ * tables), so workers never wait on one another in the server and cannot
+ * deadlock there. */
 struct ptable {
 	struct rschema *s;
 	struct rtable *t;
+	int loaded;
+	int excl;               /* a load, ANALYZE or foreign key runs on it */
+	unsigned int shared;    /* index builds running on it */
+	size_t idx_left;        /* its index tasks not done */
+	size_t uidx_left;       /* ... of them unique (a foreign key may use one) */
+};
+
+enum ptask_kind { PT_LOAD, PT_INDEX, PT_ANALYZE, PT_FKEY };
+
+struct ptask {
+	enum ptask_kind kind;
+	struct ptable *t;
+	struct ptable *ref;     /* PT_FKEY: the referenced table (maybe t) */
+	size_t k;               /* PT_INDEX: t->idx[k]; PT_FKEY: t->cons[k] */
+	unsigned int weight;    /* PT_INDEX: of its key (index_weight) */
+	int state;              /* 0 waiting, 1 running, 2 done */
 };
 
 struct pworker {
@@ -218,10 +244,14 @@ struct par {
 	unsigned int n;
 	struct ptable *flat;
 	size_t ntables;
+	struct ptask *tasks;    /* the loads first, in catalog order */
+	size_t ntasks;
+	size_t left;            /* tasks not done */
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
-	size_t next;            /* the next table to claim */
-	unsigned int running;
+	size_t next;            /* the next table to load */
+	unsigned int active;    /* tasks running */
+	unsigned int running;   /* workers */
 	atomic_int stop;
 	_Atomic uint64_t bytes;
 	int failed;             /* err holds the first failure */
@@ -1154,8 +1184,38 @@ static int alter_table(struct rst *x, struct rschema *s, struct rtable *t,
 }
 
 
-/* Primary, unique and check constraints, then indexes (pass 0); foreign
- * keys (pass 1): their referenced keys exist by then. */
+/* "ALTER TABLE t ADD CONSTRAINT name definition" */
+static int add_constraint(struct rst *x, struct rschema *s, struct rtable *t,
+                          struct rcons *c)
+{
+	struct text_buf b = { 0 };
+	int r;
+
+	r = alter_table(x, s, t, &b);
+	text_buf_add(&b, " ADD CONSTRAINT ");
+	if (r == 0)
+		r = sb_ident(&b, x->c, c->name, x->e);
+	text_buf_add(&b, " ");
+	sb_add_def(&b, c->def);
+	if (r < 0) {
+		free(b.s);
+		return r;
+	}
+	set_where(x, "table %s.%s, constraint %s: ", s->name, t->name, c->name);
+	return xsb(x, &b);
+}
+
+static int add_index(struct rst *x, struct rschema *s, struct rtable *t, size_t k)
+{
+	set_where(x, "table %s.%s, index %s: ", s->name, t->name, t->idx[k].name);
+	return xexec(x, t->idx[k].def, 0, NULL);
+}
+
+/* Primary and unique keys (pass 0, and PASS_KEYS), then indexes (pass 0);
+ * the foreign keys not added yet (pass 1): their referenced keys exist by
+ * then. Check constraints come with the table. */
+#define PASS_KEYS 2
+
 static int add_table_constraints(struct rst *x, struct rschema *s, struct rtable *t,
                                  int pass)
 {
@@ -1164,30 +1224,15 @@ static int add_table_constraints(struct rst *x, struct rschema *s, struct rtable
 
 	for (k = 0; k < t->ncons; k++) {
 		struct rcons *c = &t->cons[k];
-		struct text_buf b = { 0 };
 
-		if ((c->kind == 'f') != (pass == 1) || c->kind == 'c')
-			continue;       /* check constraints come with the table */
-		r = alter_table(x, s, t, &b);
-		text_buf_add(&b, " ADD CONSTRAINT ");
-		if (r == 0)
-			r = sb_ident(&b, x->c, c->name, x->e);
-		text_buf_add(&b, " ");
-		sb_add_def(&b, c->def);
-		if (r < 0) {
-			free(b.s);
-			return r;
-		}
-		set_where(x, "table %s.%s, constraint %s: ", s->name, t->name,
-		          c->name);
-		r = xsb(x, &b);
+		if ((c->kind == 'f') != (pass == 1) || c->kind == 'c' || c->done)
+			continue;
+		r = add_constraint(x, s, t, c);
 		if (r < 0)
 			return r;
 	}
 	for (k = 0; pass == 0 && k < t->nidx; k++) {
-		set_where(x, "table %s.%s, index %s: ", s->name, t->name,
-		          t->idx[k].name);
-		r = xexec(x, t->idx[k].def, 0, NULL);
+		r = add_index(x, s, t, k);
 		if (r < 0)
 			return r;
 	}
@@ -1646,11 +1691,14 @@ static int skip_to(struct pworker *w, size_t k)
 	return 0;
 }
 
-/* One table in a transaction of its own: created, loaded with COPY
- * FREEZE (the table is new in this transaction), its constraints but
- * foreign keys and its indexes, ANALYZE. */
-static int load_one(struct rst *x, struct rschema *s, struct rtable *t)
+/* One task in a transaction of its own. A load creates the table, loads
+ * it with COPY FREEZE (the table is new in this transaction) and adds its
+ * primary and unique keys. */
+static int run_task(struct rst *x, const struct ptask *k)
 {
+	struct rschema *s = k->t->s;
+	struct rtable *t = k->t->t;
+	double t0 = now_s();
 	int r;
 
 	r = xexec(x, "BEGIN", 0, NULL);
@@ -1658,20 +1706,45 @@ static int load_one(struct rst *x, struct rschema *s, struct rtable *t)
 		return r;
 	x->in_tx = 1;
 	r = set_search_path(x, s);
-	if (r == 0)
-		r = create_table(x, s, t);
-	if (r == 0)
-		r = load_table(x, s, t);
-	if (r == 0)
-		r = add_table_constraints(x, s, t, 0);
-	if (r == 0)
-		r = analyze_table(x, s, t);
+	switch (k->kind) {
+	case PT_LOAD:
+		if (r == 0)
+			r = create_table(x, s, t);
+		if (r == 0)
+			r = load_table(x, s, t);
+		if (r == 0)
+			r = add_table_constraints(x, s, t, PASS_KEYS);
+		break;
+	case PT_INDEX:
+		if (r == 0)
+			r = add_index(x, s, t, k->k);
+		break;
+	case PT_ANALYZE:
+		if (r == 0)
+			r = analyze_table(x, s, t);
+		break;
+	case PT_FKEY:
+		if (r == 0)
+			r = add_constraint(x, s, t, &t->cons[k->k]);
+		break;
+	}
 	if (r == 0) {
 		set_where(x, "table %s.%s: ", s->name, t->name);
 		r = xexec(x, "COMMIT", 0, NULL);
 		if (r == 0)
 			x->in_tx = 0;
 	}
+	if (r == 0 && k->kind == PT_INDEX)
+		log_dbg("restore: %s.%s: index %s built (%.2f s)", s->name, t->name,
+		        t->idx[k->k].name, now_s() - t0);
+	else if (r == 0 && k->kind == PT_FKEY)
+		log_dbg("restore: %s.%s: foreign key %s to %s checked (%.2f s)", s->name,
+		        t->name, t->cons[k->k].name, k->ref->t->name, now_s() - t0);
+	else if (r == 0 && k->kind == PT_ANALYZE)
+		log_dbg("restore: %s.%s: analyzed (%.2f s)", s->name, t->name, now_s() - t0);
+	else if (r == 0)
+		log_dbg("restore: %s.%s: loaded, keys added (%.2f s)", s->name, t->name,
+		        now_s() - t0);
 	return r;
 }
 
@@ -1704,6 +1777,134 @@ static void par_fail(struct par *p, const struct alerr *e)
 	pthread_mutex_unlock(&p->mu);
 }
 
+/* Whether task k may start now: what it needs is done and nothing
+ * running holds a lock it would wait for. */
+static int task_ready(const struct ptask *k)
+{
+	const struct ptable *t = k->t, *f = k->ref;
+
+	if (k->state != 0 || !t->loaded || t->excl)
+		return 0;
+	switch (k->kind) {
+	case PT_INDEX:
+		return 1;
+	case PT_ANALYZE:
+		return t->idx_left == 0 && t->shared == 0;
+	case PT_FKEY:
+		return t->shared == 0 && f->loaded && !f->excl && f->shared == 0 &&
+		       f->uidx_left == 0;
+	case PT_LOAD:
+		break;
+	}
+	return 0;
+}
+
+/* The rows a task works through, weighted, to run the costliest first:
+ * an index sorts its table (a text key compares under a collation, about
+ * four times an integer's cost), a foreign key joins two, ANALYZE
+ * samples. */
+static uint64_t task_cost(const struct ptask *k)
+{
+	switch (k->kind) {
+	case PT_INDEX:
+		return k->t->t->rows * k->weight;
+	case PT_FKEY:
+		return k->t->t->rows + (k->ref != k->t ? k->ref->t->rows : 0);
+	case PT_ANALYZE:
+		return k->t->t->rows / 4;
+	case PT_LOAD:
+		break;
+	}
+	return 0;
+}
+
+static void task_take(struct ptask *k)
+{
+	k->state = 1;
+	switch (k->kind) {
+	case PT_INDEX:
+		k->t->shared++;
+		break;
+	case PT_FKEY:
+		k->ref->excl = 1;
+		/* fall through */
+	case PT_LOAD:
+	case PT_ANALYZE:
+		k->t->excl = 1;
+		break;
+	}
+}
+
+static void task_done(struct par *p, struct ptask *k)
+{
+	k->state = 2;
+	p->left--;
+	switch (k->kind) {
+	case PT_INDEX:
+		k->t->shared--;
+		k->t->idx_left--;
+		if (starts(k->t->t->idx[k->k].def, "CREATE UNIQUE INDEX "))
+			k->t->uidx_left--;
+		break;
+	case PT_FKEY:
+		k->ref->excl = 0;
+		k->t->t->cons[k->k].done = 1;
+		k->t->excl = 0;
+		break;
+	case PT_LOAD:
+		k->t->loaded = 1;
+		/* fall through */
+	case PT_ANALYZE:
+		k->t->excl = 0;
+		break;
+	}
+}
+
+/* The next task for a worker (p->mu held): the next load while any is
+ * left, else the costliest ready one; NULL when none is left. Waits while
+ * tasks are left but none can start. */
+static struct ptask *task_claim(struct par *p)
+{
+	for (;;) {
+		struct ptask *best = NULL;
+		uint64_t cost = 0;
+		size_t i;
+
+		if (atomic_load(&p->stop) || p->left == 0)
+			return NULL;
+		if (p->next < p->ntables) {
+			best = &p->tasks[p->next++];
+		} else {
+			for (i = p->ntables; i < p->ntasks; i++) {
+				struct ptask *k = &p->tasks[i];
+
+				if (task_ready(k) && (!best || task_cost(k) > cost)) {
+					best = k;
+					cost = task_cost(k);
+				}
+			}
+		}
+		if (best) {
+			task_take(best);
+			p->active++;
+			return best;
+		}
+		if (p->active == 0) {
+			/* cannot happen: with nothing running, a task is ready */
+			if (!p->failed) {
+				p->failed = 1;
+				alerr_clear(&p->err);
+				alerr_set(&p->err, ALERR_SOFTWARE, -EDEADLK, "restore.internal",
+				          "the parallel build found no task to run");
+			}
+			atomic_store(&p->stop, 1);
+			pthread_cond_broadcast(&p->cv);
+			return NULL;
+		}
+		pthread_cond_wait(&p->cv, &p->mu);
+	}
+}
+
 static void *worker_main(void *arg)
 {
 	struct pworker *w = arg;
@@ -1711,32 +1912,35 @@ static void *worker_main(void *arg)
 	struct rst *x = &w->x;
 	int r = 0;
 
+	pthread_mutex_lock(&p->mu);
 	for (;;) {
-		size_t k;
+		struct ptask *k = task_claim(p);
+		size_t n;
 
-		pthread_mutex_lock(&p->mu);
-		if (atomic_load(&p->stop) || p->next >= p->ntables) {
-			pthread_mutex_unlock(&p->mu);
+		if (!k)
 			break;
-		}
-		k = p->next++;
 		pthread_mutex_unlock(&p->mu);
-		r = skip_to(w, k);
+		n = (size_t)(k - p->tasks);
+		r = k->kind == PT_LOAD ? skip_to(w, n) : 0;
 		if (r == 0)
-			r = load_one(x, p->flat[k].s, p->flat[k].t);
-		if (r < 0)
-			break;
-		w->pos = k + 1;
-		if (k + 1 == p->ntables && x->have_member) {
-			r = alerr_set(x->e, ALERR_REJECT, -EBADMSG, "restore.payload",
-			              "unexpected payload member %s after the last table",
-			              x->member);
-			break;
+			r = run_task(x, k);
+		if (r == 0 && k->kind == PT_LOAD) {
+			w->pos = n + 1;
+			if (n + 1 == p->ntables && x->have_member)
+				r = alerr_set(x->e, ALERR_REJECT, -EBADMSG, "restore.payload",
+				              "unexpected payload member %s after the last "
+				              "table", x->member);
 		}
-		r = progress(x, 1);
+		if (r == 0)
+			r = progress(x, 1);
+		pthread_mutex_lock(&p->mu);
+		p->active--;
 		if (r < 0)
 			break;
+		task_done(p, k);
+		pthread_cond_broadcast(&p->cv);
 	}
+	pthread_mutex_unlock(&p->mu);
 	if (r < 0) {
 		worker_abort(x);
 		if (strcmp(w->e.reason, "restore.cancelled") != 0 || !atomic_load(&p->stop))
@@ -1867,6 +2071,161 @@ static int create_staging(struct rst *x)
 	return 0;
 }
 
+/* The identifier at *pp (quoted as quote_ident quotes) into out, *pp
+ * moved past it; -1 when there is none or it does not fit. */
+static int scan_ident(const char **pp, char *out, size_t size)
+{
+	const char *q = *pp;
+	size_t n = 0;
+
+	if (*q == '"') {
+		for (q++;; q++) {
+			if (*q == '\0')
+				return -1;
+			if (*q == '"') {
+				if (q[1] != '"')
+					break;
+				q++;
+			}
+			if (n + 1 >= size)
+				return -1;
+			out[n++] = *q;
+		}
+		q++;
+	} else {
+		while ((*q >= 'a' && *q <= 'z') || (*q >= '0' && *q <= '9') || *q == '_') {
+			if (n + 1 >= size)
+				return -1;
+			out[n++] = *q++;
+		}
+	}
+	if (n == 0)
+		return -1;
+	out[n] = '\0';
+	*pp = q;
+	return 0;
+}
+
+/* The table of schema s that foreign key definition def references, as
+ * pg_get_constraintdef writes it ("FOREIGN KEY (cols) REFERENCES
+ * name(cols) ..."); NULL when it names another schema's or cannot be
+ * read: that key waits for the final transaction. */
+static struct rtable *fk_target(struct rschema *s, const char *def)
+{
+	char name[NAME_MAX_IDENT + 1];
+	const char *q = def + strlen("FOREIGN KEY (");
+
+	for (;;) {              /* the referencing columns */
+		if (scan_ident(&q, name, sizeof(name)) < 0)
+			return NULL;
+		if (strncmp(q, ", ", 2) == 0)
+			q += 2;
+		else if (*q == ')')
+			break;
+		else
+			return NULL;
+	}
+	if (strncmp(q, ") REFERENCES ", 13) != 0)
+		return NULL;
+	q += 13;
+	if (scan_ident(&q, name, sizeof(name)) < 0 || *q != '(')
+		return NULL;
+	return find_table(s, name);
+}
+
+/* The relative cost of comparing an index's keys: 4 for a column of a
+ * character type or an expression (compared under a collation, or
+ * computed), 1 for any other column. Read from the definition as
+ * pg_get_indexdef writes it ("... USING method (key, ...)..."); anything
+ * it cannot read counts 4. */
+static unsigned int index_weight(const struct rtable *t, const char *def)
+{
+	char name[NAME_MAX_IDENT + 1];
+	const char *q = strstr(def, " USING ");
+	unsigned int w = 0;
+
+	if (!q || !(q = strchr(q, '(')))
+		return 4;
+	for (q++;;) {
+		const struct rcol *c = NULL;
+		int depth = 0;
+		size_t i;
+
+		if (scan_ident(&q, name, sizeof(name)) == 0)
+			for (i = 0; i < t->ncols; i++)
+				if (strcmp(t->cols[i].name, name) == 0)
+					c = &t->cols[i];
+		w += !c || starts(c->type, "text") || starts(c->type, "character") ||
+		     starts(c->type, "varchar") || starts(c->type, "citext") ? 4 : 1;
+		for (; *q && (depth > 0 || (*q != ',' && *q != ')')); q++)
+			if (*q == '(')
+				depth++;
+			else if (*q == ')')
+				depth--;
+			else if (*q == '"')
+				for (q++; *q && *q != '"'; q++)
+					;
+		if (*q != ',' || w > 64)
+			return w ? w : 4;
+		q++;
+		while (*q == ' ')
+			q++;
+	}
+}
+
+/* The tasks: each table's load (in catalog order), its indexes and
+ * ANALYZE, the foreign keys between its tables. */
+static int plan_tasks(struct par *p)
+{
+	size_t i, k, n = p->ntables;
+
+	for (i = 0; i < p->ntables; i++)
+		n += p->flat[i].t->nidx + 1 + p->flat[i].t->ncons;
+	p->tasks = calloc(n ? n : 1, sizeof(*p->tasks));
+	if (!p->tasks)
+		return nomem(p->main->e);
+	n = 0;
+	for (i = 0; i < p->ntables; i++) {
+		p->tasks[n].kind = PT_LOAD;
+		p->tasks[n++].t = &p->flat[i];
+	}
+	for (i = 0; i < p->ntables; i++) {
+		struct ptable *pt = &p->flat[i];
+		struct rtable *t = pt->t;
+
+		for (k = 0; k < t->nidx; k++) {
+			p->tasks[n].kind = PT_INDEX;
+			p->tasks[n].t = pt;
+			p->tasks[n].weight = index_weight(t, t->idx[k].def);
+			p->tasks[n++].k = k;
+			pt->idx_left++;
+			if (starts(t->idx[k].def, "CREATE UNIQUE INDEX "))
+				pt->uidx_left++;
+		}
+		p->tasks[n].kind = PT_ANALYZE;
+		p->tasks[n++].t = pt;
+		for (k = 0; k < t->ncons; k++) {
+			struct rtable *ref;
+			size_t j;
+
+			if (t->cons[k].kind != 'f')
+				continue;
+			ref = fk_target(pt->s, t->cons[k].def);
+			for (j = 0; ref && j < p->ntables; j++)
+				if (p->flat[j].t == ref)
+					break;
+			if (!ref || j == p->ntables)
+				continue;
+			p->tasks[n].kind = PT_FKEY;
+			p->tasks[n].t = pt;
+			p->tasks[n].ref = &p->flat[j];
+			p->tasks[n++].k = k;
+		}
+	}
+	p->ntasks = p->left = n;
+	return 0;
+}
+
 static int par_start(struct par *p, unsigned int jobs)
 {
 	struct rst *x = p->main;
@@ -1877,16 +2236,21 @@ static int par_start(struct par *p, unsigned int jobs)
 	for (i = 0; i < x->nschemas; i++)
 		n += x->schemas[i].ntables;
 	p->ntables = n;
-	p->n = jobs < n ? jobs : (unsigned int)n;
 	p->flat = calloc(n ? n : 1, sizeof(*p->flat));
-	p->w = calloc(p->n ? p->n : 1, sizeof(*p->w));
-	if (!p->flat || !p->w)
+	if (!p->flat)
 		return nomem(x->e);
 	for (i = 0, n = 0; i < x->nschemas; i++)
 		for (k = 0; k < x->schemas[i].ntables; k++) {
 			p->flat[n].s = &x->schemas[i];
 			p->flat[n++].t = &x->schemas[i].tables[k];
 		}
+	r = plan_tasks(p);
+	if (r < 0)
+		return r;
+	p->n = jobs < p->ntasks ? jobs : (unsigned int)p->ntasks;
+	p->w = calloc(p->n ? p->n : 1, sizeof(*p->w));
+	if (!p->w)
+		return nomem(x->e);
 	for (j = 0; j < p->n; j++) {
 		struct pworker *w = &p->w[j];
 
@@ -1968,6 +2332,7 @@ static void par_end(struct par *p, int started)
 		pthread_mutex_destroy(&p->mu);
 	}
 	free(p->w);
+	free(p->tasks);
 	free(p->flat);
 }
 

@@ -472,6 +472,121 @@ Test(restore, second_import_swaps_in_new_data_and_keeps_grants_jobs3)
 	second_import_swaps_in_new_data_and_keeps_grants();
 }
 
+/* The parallel build's task graph on what it must order: a foreign key
+ * through a unique index (not a constraint: it waits for that index), a
+ * self-reference, two tables referencing each other, a quoted (mixed-case) name, an
+ * expression index and several indexes on one table (built at once). The
+ * result must be what the one-transaction build makes: every constraint
+ * and index as in the source, all of them valid. */
+static void task_graph_orders_keys_indexes_and_foreign_keys(void)
+{
+	struct bundle b = { 0 };
+	char *v, *w;
+
+	src_ok("CREATE TABLE feeds.\"OddName\" (id int PRIMARY KEY, code text NOT NULL,"
+	       " parent int REFERENCES feeds.\"OddName\" (id), peer int);"
+	       " CREATE UNIQUE INDEX odd_code_idx ON feeds.\"OddName\" (code);"
+	       " CREATE INDEX odd_lower_idx ON feeds.\"OddName\" (lower(code));"
+	       " CREATE INDEX odd_parent_idx ON feeds.\"OddName\" (parent, code DESC);"
+	       " CREATE TABLE feeds.peer (id int PRIMARY KEY,"
+	       " odd_code text REFERENCES feeds.\"OddName\" (code),"
+	       " odd int REFERENCES feeds.\"OddName\" (id));"
+	       " ALTER TABLE feeds.\"OddName\" ADD CONSTRAINT odd_peer_fkey"
+	       " FOREIGN KEY (peer) REFERENCES feeds.peer (id);"
+	       " INSERT INTO feeds.\"OddName\" (id, code, parent)"
+	       " SELECT g, 'c' || g, NULLIF(g - 1, 0) FROM generate_series(1, 3000) g;"
+	       " INSERT INTO feeds.peer SELECT g, 'c' || (g * 7), g * 3"
+	       " FROM generate_series(1, 400) g;"
+	       " UPDATE feeds.\"OddName\" SET peer = 1 + id % 400");
+	make_bundle(&b);
+	restore_ok(&b, 1);
+	assert_same_as_source();
+#define SAME(q) do { \
+		v = value(&srcdb, q); w = value(&tgt, q); \
+		cr_assert_str_eq(v, w, "%s\n%s\n%s", q, v, w); free(v); free(w); } while (0)
+	SAME("SELECT string_agg(x, ',' ORDER BY x) FROM (SELECT conrelid::regclass::text"
+	     " || ' ' || conname || ' ' || pg_get_constraintdef(oid) || ' ' ||"
+	     " convalidated AS x FROM pg_constraint"
+	     " WHERE connamespace = 'feeds'::regnamespace) s");
+	SAME("SELECT string_agg(indexdef, ',' ORDER BY indexname) FROM pg_indexes"
+	     " WHERE schemaname = 'feeds'");
+#undef SAME
+	v_is(&tgt, "SELECT count(*) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
+	     " WHERE c.relnamespace = 'feeds'::regnamespace AND NOT (i.indisvalid"
+	     " AND i.indisready)", "0");
+	v = value(&srcdb, "SELECT count(*) FROM pg_constraint WHERE connamespace ="
+	          " 'feeds'::regnamespace AND contype = 'f'");
+	v_is(&tgt, "SELECT count(*) FROM pg_constraint WHERE connamespace ="
+	     " 'feeds'::regnamespace AND contype = 'f' AND convalidated", v);
+	cr_assert_geq(atoi(v), 5, "%s foreign keys", v);
+	free(v);
+	/* the keys hold in the restored copy */
+	cr_assert_neq(harness_pg_exec(&tgt, "INSERT INTO feeds.peer VALUES (401, 'nope', 1)",
+	                              NULL), 0);
+	cr_assert_neq(harness_pg_exec(&tgt, "UPDATE feeds.\"OddName\" SET peer = 999"
+	                              " WHERE id = 1", NULL), 0);
+	cr_assert_eq(staging_count(), 0);
+	free_bundle(&b);
+}
+
+Test(restore, task_graph_orders_keys_indexes_and_foreign_keys)
+{
+	task_graph_orders_keys_indexes_and_foreign_keys();
+}
+
+Test(restore, task_graph_orders_keys_indexes_and_foreign_keys_jobs3)
+{
+	test_jobs = 3;
+	task_graph_orders_keys_indexes_and_foreign_keys();
+}
+
+/* A foreign key violated across two tables that reference each other:
+ * found by a worker's task, the import refused, nothing left behind. */
+static void task_graph_foreign_key_cycle_violation_refused(void)
+{
+	struct bundle b1 = { 0 }, b2 = { 0 };
+	struct restore_result res;
+	struct swap_ctx sc = { 0 };
+	char *before, *after;
+
+	make_bundle(&b1);
+	restore_ok(&b1, 1);
+	before = checksum(&tgt, "feeds");
+	src_ok("CREATE TABLE feeds.ping (id int PRIMARY KEY, pong int);"
+	       " CREATE TABLE feeds.pong (id int PRIMARY KEY, ping int REFERENCES feeds.ping (id));"
+	       " ALTER TABLE feeds.ping ADD CONSTRAINT ping_pong_fkey FOREIGN KEY (pong)"
+	       " REFERENCES feeds.pong (id) NOT VALID;"
+	       " INSERT INTO feeds.ping SELECT g, NULL FROM generate_series(1, 500) g;"
+	       " INSERT INTO feeds.pong SELECT g, g FROM generate_series(1, 500) g;"
+	       " ALTER TABLE feeds.ping DISABLE TRIGGER ALL;"
+	       " UPDATE feeds.ping SET pong = id + 1;"    /* 501 is no pong */
+	       " ALTER TABLE feeds.ping ENABLE TRIGGER ALL");
+	make_bundle(&b2);
+	cr_assert_lt(restore_with(&b2, 2, SHA_B, NULL, &sc, &res), 0);
+	cr_assert_eq(err.cls, ALERR_REJECT, "%s [%s]", err.message, err.reason);
+	cr_assert_str_eq(err.reason, "restore.constraint", "%s", err.message);
+	cr_assert(strstr(err.message, "ping_pong_fkey") != NULL, "%s", err.message);
+	cr_assert_eq(sc.called, 0);
+	after = checksum(&tgt, "feeds");
+	cr_assert_str_eq(before, after, "the live feed changed");
+	cr_assert_eq(staging_count(), 0);
+	free(before);
+	free(after);
+	free_bundle(&b1);
+	free_bundle(&b2);
+}
+
+Test(restore, task_graph_foreign_key_cycle_violation_refused)
+{
+	task_graph_foreign_key_cycle_violation_refused();
+}
+
+Test(restore, task_graph_foreign_key_cycle_violation_refused_jobs3)
+{
+	test_jobs = 3;
+	task_graph_foreign_key_cycle_violation_refused();
+}
+
 /* ------------------------------------------------------------------ */
 /* Readers during the swap */
 
