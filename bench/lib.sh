@@ -223,13 +223,15 @@ measure() {
 }
 
 # Per-run sum of the steps of VARIANT in raw.tsv, as rows with step
-# LABEL (wall, CPU and blocks summed, RSS the largest step's).
+# LABEL (wall, CPU and blocks summed, RSS the largest step's, busy CPUs
+# the steps' average weighted by their wall time).
 sum_rows() {  # sum_rows VARIANT LABEL
 	awk -F'\t' -v OFS='\t' -v v="$1" -v label="$2" 'NR > 1 && $3 == v {
 			k = $2; w[k] += $5; if ($6 > m[k]) m[k] = $6; u[k] += $7; s[k] += $8;
-			fi[k] += $9; fo[k] += $10; if (!(k in l)) { l[k] = $11; b[k] = $12 } sz = $1 }
+			fi[k] += $9; fo[k] += $10; if (!(k in l)) l[k] = $11; bw[k] += $5 * $12; sz = $1 }
 		END { for (k in w) print sz, k, v, label, sprintf("%.2f", w[k]), m[k],
-			sprintf("%.2f", u[k]), sprintf("%.2f", s[k]), fi[k], fo[k], l[k], b[k] }' \
+			sprintf("%.2f", u[k]), sprintf("%.2f", s[k]), fi[k], fo[k], l[k],
+			sprintf("%.2f", (w[k] > 0 ? bw[k] / w[k] : 0)) }' \
 		"$scratch/raw.tsv" | sort -n -k2
 }
 
@@ -248,8 +250,11 @@ stat_of() {  # stat_of STEP COLUMN -> "min median max" from $tsv
 			printf "%s %s %s\n", v[1], med, v[NR] }'
 }
 
-# bench_stats STEP...: wmin wmed rmax rmed cpumed (associative arrays the
-# caller declared) for each STEP, from $tsv.
+# bench_stats STEP...: wmin wmed rmax rmed cpumed machmed (associative
+# arrays the caller declared) for each STEP, from $tsv. machmed is the
+# median over the runs of the whole machine's CPU time during the step
+# (wall x CPUs busy): the server's work included, which cpumed (the
+# command's own user + system time) leaves out.
 bench_stats() {
 	local s a b c
 	for s in "$@"; do
@@ -258,6 +263,8 @@ bench_stats() {
 		read -r _ b c <<<"$(stat_of "$s" 6)"
 		rmed[$s]=$b rmax[$s]=$c
 		cpumed[$s]=$(awk -F'\t' -v s="$s" 'NR > 1 && $4 == s { print $7 + $8 }' "$tsv" | sort -g |
+			awk '{ v[NR] = $1 } END { printf "%.2f", (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }')
+		machmed[$s]=$(awk -F'\t' -v s="$s" 'NR > 1 && $4 == s { print $5 * $12 }' "$tsv" | sort -g |
 			awk '{ v[NR] = $1 } END { printf "%.2f", (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }')
 	done
 }
