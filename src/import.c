@@ -337,6 +337,7 @@ static int stage_quarantine(struct importer *im, struct alerr *e)
 
 	qp.dir = im->o->quarantine;
 	qp.max_bytes = im->o->max_bytes;
+	qp.run = im->res->run_id;
 	im->bar = progress_new("quarantine", 0, im->o->progress);
 	r = quarantine_copy(im->res->source, &qp, on_copy, im, &im->q, e);
 	progress_done(im->bar);
@@ -738,14 +739,139 @@ static int reconcile(struct importer *im, struct alerr *e)
 	return r;
 }
 
+/* --- runs that died before any ending -----------------------------------
+ * An import killed outright (SIGKILL after the unit's stop timeout, a
+ * power cut) before its swap leaves a run without an ending entry, and its
+ * quarantine directory, named after the run. The next start sweeps that
+ * directory and closes the run: a custody.reconciled entry (error,
+ * import.interrupted) naming it and the last stage it recorded. The swap
+ * never ran (a run that reached restore.intent is reconciled against the
+ * database first), so nothing was committed. A run still alive holds its
+ * directory's lock and is never swept. */
+
+struct dead_run {
+	char run[CUSTODY_RUN_ID_LEN + 1];
+	char last[40];                  /* its last event */
+	char channel[64];
+	uint64_t sequence;
+	int has_sequence;
+	char bundle_id[37];
+	int closed;                     /* it has an ending */
+};
+
+struct dead_runs {
+	struct dead_run r[IMPORT_RECONCILE_MAX];
+	size_t n;
+};
+
+static void on_dead_run(void *ctx, const char *run)
+{
+	struct dead_runs *d = ctx;
+
+	if (d->n < IMPORT_RECONCILE_MAX)
+		snprintf(d->r[d->n++].run, sizeof(d->r[0].run), "%s", run);
+}
+
+static int dead_scan(const struct custody_record *r, void *arg)
+{
+	struct dead_runs *d = arg;
+	const char *event = custody_record_text(r, "event", NULL);
+	const char *run = custody_record_text(r, "run", NULL);
+	const char *outcome = custody_record_text(r, "outcome", NULL);
+	const char *v;
+	size_t i;
+
+	if (!event)
+		return 0;
+	if (strcmp(event, CUSTODY_EV_RECONCILED) == 0) {
+		v = custody_record_text(r, "details", "reconciles_run");
+		for (i = 0; v && i < d->n; i++)
+			if (strcmp(d->r[i].run, v) == 0)
+				d->r[i].closed = 1;
+		return 0;
+	}
+	for (i = 0; run && i < d->n; i++) {
+		struct dead_run *x = &d->r[i];
+
+		if (strcmp(x->run, run) != 0)
+			continue;
+		snprintf(x->last, sizeof(x->last), "%s", event);
+		if (strcmp(event, CUSTODY_EV_RESTORE_DONE) == 0 ||
+		    strcmp(event, CUSTODY_EV_RESTORE_FAILED) == 0 ||
+		    strcmp(event, CUSTODY_EV_BUNDLE_REJECTED) == 0 ||
+		    strcmp(event, CUSTODY_EV_MEDIA_IGNORED) == 0 ||
+		    strcmp(event, CUSTODY_EV_RESTORE_INTENT) == 0 ||
+		    (outcome && (strcmp(outcome, "error") == 0 || strcmp(outcome, "refused") == 0)))
+			x->closed = 1;
+		if ((v = custody_record_text(r, "bundle", "channel")) != NULL)
+			snprintf(x->channel, sizeof(x->channel), "%s", v);
+		v = custody_record_text(r, "bundle", "sequence");
+		if (v && text_parse_u64(v, strlen(v), (uint64_t)INT64_MAX, &x->sequence) == 0)
+			x->has_sequence = 1;
+		if ((v = custody_record_text(r, "bundle", "bundle_id")) != NULL)
+			snprintf(x->bundle_id, sizeof(x->bundle_id), "%s", v);
+	}
+	return 0;
+}
+
+static int close_dead_runs(struct importer *im, struct dead_runs *d, struct alerr *e)
+{
+	struct custody_summary sum;
+	struct alerr e2;
+	size_t i;
+	int r;
+
+	alerr_clear(&e2);
+	r = custody_verify(im->o->custody_log, NULL, 0, dead_scan, d, &sum, &e2);
+	if (r < 0 && e2.cls == ALERR_NOINPUT && strcmp(e2.reason, "custody.missing") == 0)
+		return 0;
+	if (r < 0 && e2.cls != ALERR_REJECT)
+		return alerr_set(e, e2.cls, e2.errnum, e2.reason, "%s", e2.message);
+	/* a log that does not verify is reported by reconcile and the audit;
+	 * what it holds still says which runs have no ending */
+	for (i = 0, r = 0; i < d->n && r == 0; i++) {
+		const struct dead_run *x = &d->r[i];
+		struct custody_entry *en = NULL;
+		struct custody_bundle b;
+
+		if (x->closed || !x->last[0])
+			continue;
+		r = custody_entry_new(&en, CUSTODY_SIDE_HIGH, CUSTODY_EV_RECONCILED,
+		                      CUSTODY_ERROR, e);
+		if (r < 0)
+			break;
+		custody_entry_set_run(en, im->res->run_id);
+		if (x->channel[0] || x->has_sequence || x->bundle_id[0]) {
+			memset(&b, 0, sizeof(b));
+			b.channel = x->channel[0] ? x->channel : NULL;
+			b.sequence = x->sequence;
+			b.has_sequence = x->has_sequence;
+			b.bundle_id = x->bundle_id[0] ? x->bundle_id : NULL;
+			custody_entry_set_bundle(en, &b);
+		}
+		custody_entry_add_detail_str(en, "reconciles_run", x->run);
+		custody_entry_add_detail_bool(en, "committed", 0);
+		custody_entry_add_detail_str(en, "last_event", x->last);
+		custody_entry_set_reason(en, "import.interrupted");
+		r = custody_append(im->o->custody_log, en, NULL, NULL, e);
+		custody_entry_free(en);
+		if (r == 0)
+			log_notice("reconciled import %s: it was killed after %s; nothing was "
+			           "committed", x->run, x->last);
+	}
+	return r;
+}
+
 int import_run(const struct import_options *o, struct import_result *res, struct alerr *e)
 {
 	struct importer im;
+	struct dead_runs dead;
 	struct alerr e2;
 	size_t dropped = 0;
 	int r;
 
 	memset(&im, 0, sizeof(im));
+	memset(&dead, 0, sizeof(dead));
 	memset(res, 0, sizeof(*res));
 	im.o = o;
 	im.res = res;
@@ -779,12 +905,15 @@ int import_run(const struct import_options *o, struct import_result *res, struct
 		if (r < 0)
 			goto out;
 	}
-	/* partial copies of imports killed before they could clean up */
-	if ((r = quarantine_sweep(o->quarantine, &dropped, e)) < 0)
+	/* partial copies of imports killed before they could clean up, and
+	 * their runs closed in the custody log */
+	if ((r = quarantine_sweep(o->quarantine, &dropped, on_dead_run, &dead, e)) < 0)
 		goto out;
 	if (dropped)
 		log_notice("removed %zu partial quarantine copies left by interrupted "
 		           "imports", dropped);
+	if (dead.n && (r = close_dead_runs(&im, &dead, e)) < 0)
+		goto out;
 	if ((r = interrupted(e)) < 0 ||
 	    (r = stage_quarantine(&im, e)) < 0 ||
 	    (r = interrupted(e)) < 0 ||

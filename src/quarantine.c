@@ -293,6 +293,19 @@ static int make_dir(struct qcopy *q, struct quarantine_result *res, struct alerr
 	                 "%s: removed under us %u times", tmpl, tries);
 }
 
+/* n characters of a run id: QUARANTINE_RUN_LEN of [0-9a-f-] */
+static int run_ok(const char *s, size_t n)
+{
+	size_t i;
+
+	if (n != QUARANTINE_RUN_LEN)
+		return 0;
+	for (i = 0; i < n; i++)
+		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f') || s[i] == '-'))
+			return 0;
+	return 1;
+}
+
 int quarantine_copy(const char *source, const struct quarantine_policy *p,
                     int (*progress)(void *ctx, uint64_t done, uint64_t total), void *ctx,
                     struct quarantine_result *res, struct alerr *e)
@@ -310,7 +323,11 @@ int quarantine_copy(const char *source, const struct quarantine_policy *p,
 	if (!source || !p || !p->dir || p->dir[0] != '/' || p->max_bytes == 0)
 		return alerr_set(e, ALERR_CONFIG, -EINVAL, "quarantine.policy",
 		                 "quarantine: an absolute directory and a size cap are required");
-	n = snprintf(res->dir, sizeof(res->dir), "%s/import-XXXXXX", p->dir);
+	if (p->run && !run_ok(p->run, strlen(p->run)))
+		return alerr_set(e, ALERR_SOFTWARE, -EINVAL, "quarantine.policy",
+		                 "quarantine: a malformed run id");
+	n = snprintf(res->dir, sizeof(res->dir), "%s/import-%s%sXXXXXX", p->dir,
+	             p->run ? p->run : "", p->run ? "-" : "");
 	if (n < 0 || (size_t)n + sizeof("/" QUARANTINE_IMAGE_NAME) > sizeof(res->dir))
 		return alerr_set(e, ALERR_CONFIG, -ENAMETOOLONG, "quarantine.policy",
 		                 "quarantine directory path too long");
@@ -508,7 +525,9 @@ static int sweep_one(int dfd, const char *path)
 	return rmdir(path) < 0 ? -errno : 0;
 }
 
-int quarantine_sweep(const char *dir, size_t *removed, struct alerr *e)
+int quarantine_sweep(const char *dir, size_t *removed,
+                     void (*dead)(void *ctx, const char *run), void *ctx,
+                     struct alerr *e)
 {
 	char path[QUARANTINE_PATH_MAX];
 	struct dirent *de;
@@ -548,6 +567,16 @@ int quarantine_sweep(const char *dir, size_t *removed, struct alerr *e)
 		}
 		log_notice("removed %s, a partial copy left by an interrupted import", path);
 		n++;
+		/* import-<run>-XXXXXX */
+		if (dead && strlen(de->d_name) == 7 + QUARANTINE_RUN_LEN + 7 &&
+		    de->d_name[7 + QUARANTINE_RUN_LEN] == '-' &&
+		    run_ok(de->d_name + 7, QUARANTINE_RUN_LEN)) {
+			char run[QUARANTINE_RUN_LEN + 1];
+
+			memcpy(run, de->d_name + 7, QUARANTINE_RUN_LEN);
+			run[QUARANTINE_RUN_LEN] = '\0';
+			dead(ctx, run);
+		}
 	}
 	closedir(d);
 	if (removed)

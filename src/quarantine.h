@@ -29,10 +29,16 @@
 struct quarantine_policy {
 	const char *dir;        /* the quarantine directory (absolute) */
 	uint64_t max_bytes;     /* cap on the declared volume size, > 0 */
+	/* the import's custody run id (QUARANTINE_RUN_LEN characters of
+	 * [0-9a-f-]), put in the copy's directory name, import-<run>-XXXXXX,
+	 * so that a copy swept or kept names its run; NULL: import-XXXXXX */
+	const char *run;
 };
 
+#define QUARANTINE_RUN_LEN 36u
+
 struct quarantine_result {
-	char dir[QUARANTINE_PATH_MAX];    /* <policy dir>/import-XXXXXX, 0700 */
+	char dir[QUARANTINE_PATH_MAX];    /* <policy dir>/import-[<run>-]XXXXXX, 0700 */
 	char image[QUARANTINE_PATH_MAX];  /* <dir>/image.iso, 0600 */
 	uint64_t bytes;                   /* the declared volume size, copied */
 	uint8_t sha256[32];               /* of those bytes */
@@ -66,7 +72,10 @@ void quarantine_release(struct quarantine_result *res);
 /* Remove the import-* directories under dir that no live import holds:
  * the partial copies of imports killed (SIGKILL, power loss) before they
  * could clean up. rejected/ is left alone. *removed (may be NULL) gets
- * their count; a missing dir is none. */
-int quarantine_sweep(const char *dir, size_t *removed, struct alerr *e);
+ * their count; a missing dir is none. dead (may be NULL) is called with
+ * the run id of each removed directory whose name holds one. */
+int quarantine_sweep(const char *dir, size_t *removed,
+                     void (*dead)(void *ctx, const char *run), void *ctx,
+                     struct alerr *e);
 
 #endif

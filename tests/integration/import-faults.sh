@@ -338,13 +338,29 @@ wait "$pid"
 set -e
 left=$(find quarantine -mindepth 1 -maxdepth 1 -name 'import-*')
 [ -n "$left" ] || fail "37/KILL: no partial copy to clean up (the test did not stop the copy)"
+# the killed run: its last entry is media.inserted, it has no ending;
+# its copy's directory is named after it
+killed=$(jq -r -s 'map(select(.event == "media.inserted")) | last | .run' "$CLOG")
+case $left in *"/import-$killed-"??????) ;; *) fail "37/KILL: $left is not named after run $killed" ;; esac
 import --image "$S/out/big.iso" --verify-only > run.json 2> run.err ||
 	{ cat run.err; fail "37/KILL: the next run failed"; }
 [ ! -e "$left" ] || fail "37/KILL: the next run left the killed run's partial copy $left"
 [ -z "$(find quarantine -mindepth 1 -maxdepth 1 -name 'import-*')" ] ||
 	fail "37/KILL: a copy was left"
 [ "$(live_sum)" = "$live" ] || fail "37/KILL: the live feed changed"
-echo "ok: 37 SIGKILL mid-copy: the partial copy is removed by the next run"
+# the next run closed the killed one in the custody log, once
+jq -e -s --arg k "$killed" '[.[] | select(.event == "custody.reconciled" and
+	.details.reconciles_run == $k)] | length == 1 and .[0].outcome == "error" and
+	.[0].reason == "import.interrupted" and .[0].details.committed == false and
+	.[0].details.last_event == "media.inserted"' "$CLOG" >/dev/null ||
+	{ jq -c "select(.run == \"$killed\" or .details.reconciles_run == \"$killed\")" "$CLOG"; fail "37/KILL: the killed run was not closed in the custody log"; }
+import --image "$S/out/big.iso" --verify-only > run.json 2> run.err ||
+	{ cat run.err; fail "37/KILL: the third run failed"; }
+[ "$(jq -s --arg k "$killed" '[.[] | select(.details.reconciles_run == $k)] | length' "$CLOG")" = 1 ] ||
+	fail "37/KILL: the killed run was closed twice"
+"$AIRLOCK_BUILDDIR/src/airlock-audit" verify --custody-log "$CLOG" >/dev/null ||
+	fail "37/KILL: the custody log does not verify"
+echo "ok: 37 SIGKILL mid-copy: the partial copy is removed and the run closed in the custody log by the next run"
 
 # --- 42: rows violating a constraint --------------------------------------------
 # The source holds rows its CHECK constraint (NOT VALID) does not accept; the
@@ -599,6 +615,11 @@ import --image "$S/out/kill-load.iso" >/dev/null 2>err.txt || { cat err.txt; fai
 [ -z "$(find quarantine -mindepth 1 -maxdepth 1 -name 'import-*')" ] || fail "kill-load: the rerun left a copy"
 [ "$(pg_psql high -c "SELECT max(sequence) FROM airlock.imports WHERE channel = 'nvd'")" = "$seq" ] ||
 	fail "kill-load: the rerun did not record sequence $seq"
+# killed after bundle.verified, before its intent: closed as interrupted
+jq -e -s '[.[] | select(.event == "custody.reconciled" and .reason == "import.interrupted"
+	and .details.last_event == "bundle.verified" and .details.committed == false
+	and .bundle.sequence == '"$seq"')] | length == 1' "$CLOG" >/dev/null ||
+	fail "kill-load: the killed run was not closed in the custody log"
 echo "ok: importer SIGKILLed after its load: feed unchanged, the rerun cleans up and imports"
 
 "$AIRLOCK_BUILDDIR/src/airlock-audit" verify --custody-log "$S/high.log" >/dev/null || fail "the custody log does not verify"

@@ -249,16 +249,36 @@ Test(quarantine, a_cancelled_copy_leaves_nothing)
 	cr_assert_eq(dir_entries(p.dir), 0);
 }
 
+struct dead_runs {
+	char run[4][QUARANTINE_RUN_LEN + 1];
+	size_t n;
+};
+
+static void on_dead(void *ctx, const char *run)
+{
+	struct dead_runs *d = ctx;
+
+	cr_assert_lt(d->n, 4);
+	snprintf(d->run[d->n++], sizeof(d->run[0]), "%s", run);
+}
+
+#define RUN_LIVE "0b7c1a2e-3d4f-4a5b-8c6d-7e8f9a0b1c2d"
+#define RUN_DEAD "1c8d2b3f-4e5a-4b6c-9d7e-8f9a0b1c2d3e"
+
 /* A copy's directory stays locked until quarantine_release: a sweep from
  * another import leaves it; once released (its import gone) a sweep
- * removes it, and a dead import's partial copy, but not rejected/. */
+ * removes it, and a dead import's partial copy, but not rejected/. Each
+ * removed directory named after its run reports that run. */
 Test(quarantine, sweep_removes_only_what_no_live_import_holds)
 {
 	struct volume_info vi;
 	char *img = make_image("sweep", 2 * MiB, 3, &vi);
-	struct quarantine_policy p = { .dir = qdir(__func__), .max_bytes = UINT64_C(1) << 30 };
+	struct quarantine_policy p = { .dir = qdir(__func__), .max_bytes = UINT64_C(1) << 30,
+	                               .run = RUN_LIVE };
 	struct quarantine_result res;
-	char *dead = own(harness_strdup_printf("%s/import-dead01", p.dir));
+	struct dead_runs d = { .n = 0 };
+	char *dead = own(harness_strdup_printf("%s/import-" RUN_DEAD "-a1B2c3", p.dir));
+	char *older = own(harness_strdup_printf("%s/import-dead01", p.dir));
 	char *part = own(harness_strdup_printf("%s/image.iso", dead));
 	char *rej = own(harness_strdup_printf("%s/rejected/import-old001", p.dir));
 	char *other = own(harness_strdup_printf("%s/notes", p.dir));
@@ -269,27 +289,51 @@ Test(quarantine, sweep_removes_only_what_no_live_import_holds)
 	alerr_clear(&e);
 	cr_assert_eq(quarantine_copy(img, &p, NULL, NULL, &res, &e), 0, "%s", e.message);
 	cr_assert_geq(res.lock_fd, 0);
+	cr_assert(strstr(res.dir, "/import-" RUN_LIVE "-") != NULL, "%s", res.dir);
 	/* what a SIGKILLed import leaves: a directory and a partial image */
 	cr_assert_eq(mkdir(dead, 0700), 0);
 	put(part, "partial", 7);
+	cr_assert_eq(mkdir(older, 0700), 0);    /* named without its run */
 	cr_assert_eq(mkdir(own(harness_strdup_printf("%s/rejected", p.dir)), 0700), 0);
 	cr_assert_eq(mkdir(rej, 0700), 0);
 	put(other, "x", 1);
-	cr_assert_eq(quarantine_sweep(p.dir, &removed, &e), 0, "%s", e.message);
-	cr_assert_eq(removed, 1);
+	cr_assert_eq(quarantine_sweep(p.dir, &removed, on_dead, &d, &e), 0, "%s", e.message);
+	cr_assert_eq(removed, 2);
 	cr_assert_neq(stat(dead, &st), 0, "the dead import's copy was left");
+	cr_assert_neq(stat(older, &st), 0, "the dead import's copy was left");
+	cr_assert_eq(d.n, 1);
+	cr_assert_str_eq(d.run[0], RUN_DEAD);
 	cr_assert_eq(stat(res.image, &st), 0, "a live import's copy was removed");
 	cr_assert_eq(stat(rej, &st), 0, "a refused copy was removed");
 	cr_assert_eq(stat(other, &st), 0, "a file not an import's was removed");
 	quarantine_release(&res);
 	cr_assert_eq(res.lock_fd, -1);
-	cr_assert_eq(quarantine_sweep(p.dir, &removed, &e), 0, "%s", e.message);
+	cr_assert_eq(quarantine_sweep(p.dir, &removed, on_dead, &d, &e), 0, "%s", e.message);
 	cr_assert_eq(removed, 1);
+	cr_assert_eq(d.n, 2);
+	cr_assert_str_eq(d.run[1], RUN_LIVE);
 	cr_assert_neq(stat(res.dir, &st), 0, "a released copy was left");
 	/* no quarantine directory yet: nothing to do */
 	cr_assert_eq(quarantine_sweep(own(harness_strdup_printf("%s/none", p.dir)), &removed,
-	                              &e), 0);
+	                              NULL, NULL, &e), 0);
 	cr_assert_eq(removed, 0);
+}
+
+/* A run id that is not one is refused before anything is made. */
+Test(quarantine, malformed_run_id_refused)
+{
+	struct volume_info vi;
+	char *img = make_image("badrun", 2 * MiB, 3, &vi);
+	struct quarantine_policy p = { .dir = qdir(__func__), .max_bytes = UINT64_C(1) << 30,
+	                               .run = "../../etc/x" };
+	struct quarantine_result res;
+	struct alerr e;
+
+	alerr_clear(&e);
+	cr_assert_lt(quarantine_copy(img, &p, NULL, NULL, &res, &e), 0);
+	cr_assert_str_eq(e.reason, "quarantine.policy", "%s", e.message);
+	p.run = RUN_LIVE "0";
+	cr_assert_lt(quarantine_copy(img, &p, NULL, NULL, &res, &e), 0);
 }
 
 Test(quarantine, copies_from_a_read_only_loop_device, .timeout = 120)
