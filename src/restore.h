@@ -16,17 +16,21 @@
  * statement (the extended protocol refuses several) with search_path set
  * to the staging schema alone, so that unqualified names land there.
  *
- * With jobs > 1 the load runs in parallel instead: the staging schemas
+ * With jobs > 1 the build runs in parallel instead: the staging schemas
  * and their sequences are committed first (the staging advisory lock
- * keeps them from a concurrent cleanup; a failure drops them), then each
- * worker takes the next table in catalog order and, in a transaction of
- * its own, creates it, loads it with COPY FREEZE, adds its primary,
- * unique and check constraints and indexes and analyzes it; then one
- * transaction adds the foreign keys, sequence values, views, comments and
- * grants. Every worker reads the payload from its start, validating the
- * members it skips, so the worker that loads the last table has checked
- * the whole stream. Rows are frozen as they are loaded, so a reader whose
- * snapshot is older than the swap still sees them.
+ * keeps them from a concurrent cleanup; a failure drops them), then the
+ * workers run a graph of tasks, each in a transaction of its own: every
+ * table's load first, in catalog order (created with its check
+ * constraints, loaded with COPY FREEZE, its primary and unique keys
+ * added), then each index, each ANALYZE (after its table's indexes) and
+ * each foreign key between two loaded tables of a schema (after the
+ * referenced table's unique indexes), the costliest first and never two
+ * whose locks conflict; then one transaction sets the sequence values and
+ * adds the views, comments, grants and any foreign key left (one to
+ * another schema's table). Every worker reads the payload from its start,
+ * validating the members it skips, so the worker that loads the last
+ * table has checked the whole stream. Rows are frozen as they are loaded,
+ * so a reader whose snapshot is older than the swap still sees them.
  *
  * A table's COPY stops as soon as its text holds more lines than
  * MANIFEST's row count for it ("restore.row_count"), without waiting for
