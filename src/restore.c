@@ -1764,9 +1764,9 @@ static void worker_abort(struct rst *x)
 	x->in_tx = 0;
 }
 
-static void par_fail(struct par *p, const struct alerr *e)
+/* p->mu held */
+static void par_fail_locked(struct par *p, const struct alerr *e)
 {
-	pthread_mutex_lock(&p->mu);
 	/* the first failure is the reason; the others only followed it */
 	if (!p->failed) {
 		p->failed = 1;
@@ -1774,6 +1774,12 @@ static void par_fail(struct par *p, const struct alerr *e)
 	}
 	atomic_store(&p->stop, 1);
 	pthread_cond_broadcast(&p->cv);
+}
+
+static void par_fail(struct par *p, const struct alerr *e)
+{
+	pthread_mutex_lock(&p->mu);
+	par_fail_locked(p, e);
 	pthread_mutex_unlock(&p->mu);
 }
 
@@ -1935,17 +1941,21 @@ static void *worker_main(void *arg)
 			r = progress(x, 1);
 		pthread_mutex_lock(&p->mu);
 		p->active--;
-		if (r < 0)
+		if (r < 0) {
+			/* recorded before the mutex is let go: a worker looking
+			 * for a task must see the stop, not a graph that cannot
+			 * go on (this task will never be done) */
+			if (strcmp(w->e.reason, "restore.cancelled") != 0 ||
+			    !atomic_load(&p->stop))
+				par_fail_locked(p, &w->e);
 			break;
+		}
 		task_done(p, k);
 		pthread_cond_broadcast(&p->cv);
 	}
 	pthread_mutex_unlock(&p->mu);
-	if (r < 0) {
+	if (r < 0)
 		worker_abort(x);
-		if (strcmp(w->e.reason, "restore.cancelled") != 0 || !atomic_load(&p->stop))
-			par_fail(p, &w->e);
-	}
 	pthread_mutex_lock(&p->mu);
 	p->running--;
 	pthread_cond_broadcast(&p->cv);

@@ -287,6 +287,11 @@ static int before_swap(void *ctx, struct restore_record *rec, struct alerr *e)
  * variants of a Test set 3 (each Test is a process of its own). */
 static unsigned int test_jobs = 1;
 
+/* A Test run twice: the one-transaction build, and 3 load workers. */
+#define BOTH_WAYS(name) \
+	Test(restore, name) { name(); } \
+	Test(restore, name##_jobs3) { test_jobs = 3; name(); }
+
 static int open_payload(void *ctx, struct unpack **out, void **handle, struct alerr *e)
 {
 	const struct bundle *b = ctx;
@@ -333,6 +338,16 @@ static void restore_ok(struct bundle *b, uint64_t seq)
 	cr_assert_eq(sc.called, 1);
 }
 
+/* The answer of query q is the same in the source and the target. */
+static void same(const char *q)
+{
+	char *v = value(&srcdb, q), *w = value(&tgt, q);
+
+	cr_assert_str_eq(v, w, "%s\n%s\n%s", q, v, w);
+	free(v);
+	free(w);
+}
+
 static void assert_same_as_source(void)
 {
 	char *a = checksum(&srcdb, "feeds"), *b = checksum(&tgt, "feeds");
@@ -365,34 +380,30 @@ static void first_import_restores_everything(void)
 	cr_assert_eq(staging_count(), 0);
 
 	/* constraints, indexes, sequences, comments, column defaults */
-#define SAME(q) do { \
-		v = value(&srcdb, q); w = value(&tgt, q); \
-		cr_assert_str_eq(v, w, "%s\n%s\n%s", q, v, w); free(v); free(w); } while (0)
-	SAME("SELECT string_agg(x, ',' ORDER BY x) FROM (SELECT conrelid::regclass::text"
+	same("SELECT string_agg(x, ',' ORDER BY x) FROM (SELECT conrelid::regclass::text"
 	     " || ' ' || conname || ' ' || pg_get_constraintdef(oid) AS x FROM pg_constraint"
 	     " WHERE connamespace = 'feeds'::regnamespace) s");
-	SAME("SELECT string_agg(indexdef, ',' ORDER BY indexname) FROM pg_indexes"
+	same("SELECT string_agg(indexdef, ',' ORDER BY indexname) FROM pg_indexes"
 	     " WHERE schemaname = 'feeds'");
-	SAME("SELECT string_agg(sequencename || ' ' || coalesce(last_value::text, '-')"
+	same("SELECT string_agg(sequencename || ' ' || coalesce(last_value::text, '-')"
 	     " || ' ' || nextval('feeds.' || quote_ident(sequencename)), ','"
 	     " ORDER BY sequencename) FROM pg_sequences WHERE schemaname = 'feeds'");
-	SAME("SELECT string_agg(c.relname || ':' || coalesce(obj_description(c.oid,"
+	same("SELECT string_agg(c.relname || ':' || coalesce(obj_description(c.oid,"
 	     " 'pg_class'), '-'), ',' ORDER BY c.relname) FROM pg_class c"
 	     " WHERE c.relnamespace = 'feeds'::regnamespace");
-	SAME("SELECT obj_description('feeds'::regnamespace, 'pg_namespace')");
-	SAME("SELECT string_agg(table_name || '.' || column_name || ' ' ||"
+	same("SELECT obj_description('feeds'::regnamespace, 'pg_namespace')");
+	same("SELECT string_agg(table_name || '.' || column_name || ' ' ||"
 	     " coalesce(column_default, '-') || ' ' || is_nullable || ' ' ||"
 	     " is_identity || ' ' || coalesce(col_description(('feeds.' ||"
 	     " quote_ident(table_name))::regclass, ordinal_position::int), '-'), ','"
 	     " ORDER BY table_name, ordinal_position) FROM information_schema.columns"
 	     " WHERE table_schema = 'feeds'");
-	SAME("SELECT string_agg(x, ',' ORDER BY x) FROM (SELECT d.refobjid::regclass::text"
+	same("SELECT string_agg(x, ',' ORDER BY x) FROM (SELECT d.refobjid::regclass::text"
 	     " || '.' || d.refobjsubid || ' ' || d.objid::regclass::text || ' ' || d.deptype::text"
 	     " AS x FROM pg_depend d JOIN pg_class c ON c.oid = d.objid WHERE c.relkind = 'S'"
 	     " AND c.relnamespace = 'feeds'::regnamespace AND d.refobjsubid > 0) s");
-	SAME("SELECT pg_get_viewdef('feeds.critical'::regclass) ||"
+	same("SELECT pg_get_viewdef('feeds.critical'::regclass) ||"
 	     " pg_get_viewdef('feeds.recent'::regclass)");
-#undef SAME
 	v = value(&tgt, "SELECT channel || ' ' || sequence || ' ' || bundle_id || ' '"
 	          " || manifest_sha256 || ' ' || array_to_string(signers, ',') || ' '"
 	          " || image_sha256 || ' ' || custody_seq || ' ' || custody_hash || ' '"
@@ -410,16 +421,7 @@ static void first_import_restores_everything(void)
 	free_bundle(&b);
 }
 
-Test(restore, first_import_restores_everything)
-{
-	first_import_restores_everything();
-}
-
-Test(restore, first_import_restores_everything_jobs3)
-{
-	test_jobs = 3;
-	first_import_restores_everything();
-}
+BOTH_WAYS(first_import_restores_everything)
 
 static void second_import_swaps_in_new_data_and_keeps_grants(void)
 {
@@ -461,27 +463,19 @@ static void second_import_swaps_in_new_data_and_keeps_grants(void)
 	free_bundle(&b2);
 }
 
-Test(restore, second_import_swaps_in_new_data_and_keeps_grants)
-{
-	second_import_swaps_in_new_data_and_keeps_grants();
-}
-
-Test(restore, second_import_swaps_in_new_data_and_keeps_grants_jobs3)
-{
-	test_jobs = 3;
-	second_import_swaps_in_new_data_and_keeps_grants();
-}
+BOTH_WAYS(second_import_swaps_in_new_data_and_keeps_grants)
 
 /* The parallel build's task graph on what it must order: a foreign key
  * through a unique index (not a constraint: it waits for that index), a
- * self-reference, two tables referencing each other, a quoted (mixed-case) name, an
- * expression index and several indexes on one table (built at once). The
+ * self-reference, two tables referencing each other, a quoted
+ * (mixed-case) name, an expression index and several indexes on one table
+ * (built at once). The
  * result must be what the one-transaction build makes: every constraint
  * and index as in the source, all of them valid. */
 static void task_graph_orders_keys_indexes_and_foreign_keys(void)
 {
 	struct bundle b = { 0 };
-	char *v, *w;
+	char *v;
 
 	src_ok("CREATE TABLE feeds.\"OddName\" (id int PRIMARY KEY, code text NOT NULL,"
 	       " parent int REFERENCES feeds.\"OddName\" (id), peer int);"
@@ -501,16 +495,12 @@ static void task_graph_orders_keys_indexes_and_foreign_keys(void)
 	make_bundle(&b);
 	restore_ok(&b, 1);
 	assert_same_as_source();
-#define SAME(q) do { \
-		v = value(&srcdb, q); w = value(&tgt, q); \
-		cr_assert_str_eq(v, w, "%s\n%s\n%s", q, v, w); free(v); free(w); } while (0)
-	SAME("SELECT string_agg(x, ',' ORDER BY x) FROM (SELECT conrelid::regclass::text"
+	same("SELECT string_agg(x, ',' ORDER BY x) FROM (SELECT conrelid::regclass::text"
 	     " || ' ' || conname || ' ' || pg_get_constraintdef(oid) || ' ' ||"
 	     " convalidated AS x FROM pg_constraint"
 	     " WHERE connamespace = 'feeds'::regnamespace) s");
-	SAME("SELECT string_agg(indexdef, ',' ORDER BY indexname) FROM pg_indexes"
+	same("SELECT string_agg(indexdef, ',' ORDER BY indexname) FROM pg_indexes"
 	     " WHERE schemaname = 'feeds'");
-#undef SAME
 	v_is(&tgt, "SELECT count(*) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
 	     " WHERE c.relnamespace = 'feeds'::regnamespace AND NOT (i.indisvalid"
 	     " AND i.indisready)", "0");
@@ -529,16 +519,7 @@ static void task_graph_orders_keys_indexes_and_foreign_keys(void)
 	free_bundle(&b);
 }
 
-Test(restore, task_graph_orders_keys_indexes_and_foreign_keys)
-{
-	task_graph_orders_keys_indexes_and_foreign_keys();
-}
-
-Test(restore, task_graph_orders_keys_indexes_and_foreign_keys_jobs3)
-{
-	test_jobs = 3;
-	task_graph_orders_keys_indexes_and_foreign_keys();
-}
+BOTH_WAYS(task_graph_orders_keys_indexes_and_foreign_keys)
 
 /* A foreign key violated across two tables that reference each other:
  * found by a worker's task, the import refused, nothing left behind. */
@@ -576,16 +557,7 @@ static void task_graph_foreign_key_cycle_violation_refused(void)
 	free_bundle(&b2);
 }
 
-Test(restore, task_graph_foreign_key_cycle_violation_refused)
-{
-	task_graph_foreign_key_cycle_violation_refused();
-}
-
-Test(restore, task_graph_foreign_key_cycle_violation_refused_jobs3)
-{
-	test_jobs = 3;
-	task_graph_foreign_key_cycle_violation_refused();
-}
+BOTH_WAYS(task_graph_foreign_key_cycle_violation_refused)
 
 /* ------------------------------------------------------------------ */
 /* Readers during the swap */
@@ -687,16 +659,7 @@ static void readers_never_see_a_partial_or_empty_feed(void)
 	free_bundle(&b2);
 }
 
-Test(restore, readers_never_see_a_partial_or_empty_feed)
-{
-	readers_never_see_a_partial_or_empty_feed();
-}
-
-Test(restore, readers_never_see_a_partial_or_empty_feed_jobs3)
-{
-	test_jobs = 3;
-	readers_never_see_a_partial_or_empty_feed();
-}
+BOTH_WAYS(readers_never_see_a_partial_or_empty_feed)
 
 /* A view and a foreign key in another schema over the live feed: the
  * swap would drop them with the old schema; refused (78) before the
@@ -825,96 +788,42 @@ static void forged_good_bundle_restores(void)
 	free_bundle(&b);
 }
 
-Test(restore, forged_good_bundle_restores)
-{
-	forged_good_bundle_restores();
-}
-
-Test(restore, forged_good_bundle_restores_jobs3)
-{
-	test_jobs = 3;
-	forged_good_bundle_restores();
-}
+BOTH_WAYS(forged_good_bundle_restores)
 
 static void check_violation_refused(void)
 {
 	refused("1\t-5\n", "5\n", tables_1_1, ALERR_REJECT, "restore.constraint");
 }
 
-Test(restore, check_violation_refused)
-{
-	check_violation_refused();
-}
-
-Test(restore, check_violation_refused_jobs3)
-{
-	test_jobs = 3;
-	check_violation_refused();
-}
+BOTH_WAYS(check_violation_refused)
 
 static void foreign_key_violation_refused(void)
 {
 	refused("1\t6\n", "5\n", tables_1_1, ALERR_REJECT, "restore.constraint");
 }
 
-Test(restore, foreign_key_violation_refused)
-{
-	foreign_key_violation_refused();
-}
-
-Test(restore, foreign_key_violation_refused_jobs3)
-{
-	test_jobs = 3;
-	foreign_key_violation_refused();
-}
+BOTH_WAYS(foreign_key_violation_refused)
 
 static void primary_key_violation_refused(void)
 {
 	refused("1\t5\n1\t5\n", "5\n", tables_2_1, ALERR_REJECT, "restore.constraint");
 }
 
-Test(restore, primary_key_violation_refused)
-{
-	primary_key_violation_refused();
-}
-
-Test(restore, primary_key_violation_refused_jobs3)
-{
-	test_jobs = 3;
-	primary_key_violation_refused();
-}
+BOTH_WAYS(primary_key_violation_refused)
 
 static void bad_type_refused(void)
 {
 	refused("1\tfive\n", "5\n", tables_1_1, ALERR_REJECT, "restore.data");
 }
 
-Test(restore, bad_type_refused)
-{
-	bad_type_refused();
-}
-
-Test(restore, bad_type_refused_jobs3)
-{
-	test_jobs = 3;
-	bad_type_refused();
-}
+BOTH_WAYS(bad_type_refused)
 
 static void row_count_differs_from_manifest(void)
 {
 	refused("1\t5\n", "5\n", tables_2_1, ALERR_REJECT, "restore.row_count");
 }
 
-Test(restore, row_count_differs_from_manifest)
-{
-	row_count_differs_from_manifest();
-}
-
-Test(restore, row_count_differs_from_manifest_jobs3)
-{
-	test_jobs = 3;
-	row_count_differs_from_manifest();
-}
+BOTH_WAYS(row_count_differs_from_manifest)
 
 static void catalog_not_the_manifest_tables(void)
 {
@@ -923,16 +832,7 @@ static void catalog_not_the_manifest_tables(void)
 	refused("1\t5\n", "5\n", other, ALERR_REJECT, "restore.catalog");
 }
 
-Test(restore, catalog_not_the_manifest_tables)
-{
-	catalog_not_the_manifest_tables();
-}
-
-Test(restore, catalog_not_the_manifest_tables_jobs3)
-{
-	test_jobs = 3;
-	catalog_not_the_manifest_tables();
-}
+BOTH_WAYS(catalog_not_the_manifest_tables)
 
 static void table_without_data_refused(void)
 {
@@ -952,16 +852,7 @@ static void table_without_data_refused(void)
 	free_bundle(&b);
 }
 
-Test(restore, table_without_data_refused)
-{
-	table_without_data_refused();
-}
-
-Test(restore, table_without_data_refused_jobs3)
-{
-	test_jobs = 3;
-	table_without_data_refused();
-}
+BOTH_WAYS(table_without_data_refused)
 
 /* Catalogue 30: far more rows than MANIFEST says, in several full
  * segments (a compressed payload of repeated lines is small): the COPY
@@ -1012,16 +903,7 @@ static void rows_beyond_manifest_stop_early(void)
 	free_bundle(&b);
 }
 
-Test(restore, rows_beyond_manifest_stop_early)
-{
-	rows_beyond_manifest_stop_early();
-}
-
-Test(restore, rows_beyond_manifest_stop_early_jobs3)
-{
-	test_jobs = 3;
-	rows_beyond_manifest_stop_early();
-}
+BOTH_WAYS(rows_beyond_manifest_stop_early)
 
 /* ------------------------------------------------------------------ */
 /* Locks, failures, concurrency */
@@ -1064,16 +946,7 @@ static void lock_timeout_then_rerun(void)
 	free_bundle(&b2);
 }
 
-Test(restore, lock_timeout_then_rerun)
-{
-	lock_timeout_then_rerun();
-}
-
-Test(restore, lock_timeout_then_rerun_jobs3)
-{
-	test_jobs = 3;
-	lock_timeout_then_rerun();
-}
+BOTH_WAYS(lock_timeout_then_rerun)
 
 static void before_swap_failure_aborts(void)
 {
@@ -1103,16 +976,7 @@ static void before_swap_failure_aborts(void)
 	free_bundle(&b2);
 }
 
-Test(restore, before_swap_failure_aborts)
-{
-	before_swap_failure_aborts();
-}
-
-Test(restore, before_swap_failure_aborts_jobs3)
-{
-	test_jobs = 3;
-	before_swap_failure_aborts();
-}
+BOTH_WAYS(before_swap_failure_aborts)
 
 Test(restore, database_down_at_start)
 {
@@ -1219,16 +1083,7 @@ static void database_killed_mid_copy_then_rerun(void)
 	free_bundle(&b2);
 }
 
-Test(restore, database_killed_mid_copy_then_rerun)
-{
-	database_killed_mid_copy_then_rerun();
-}
-
-Test(restore, database_killed_mid_copy_then_rerun_jobs3)
-{
-	test_jobs = 3;
-	database_killed_mid_copy_then_rerun();
-}
+BOTH_WAYS(database_killed_mid_copy_then_rerun)
 
 /* A run that still lives keeps its staging schema: cleanup leaves it. */
 static int cleanup_progress(void *ctx, uint64_t bytes)
