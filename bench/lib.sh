@@ -340,9 +340,21 @@ copy_bytes() {
 	echo "$total"
 }
 
+# In the background and waited for: bash runs a trap only once the
+# foreground command ends, and a generation takes minutes; wait returns
+# at once on a signal, so SIGINT or SIGTERM stop the benchmark then (its
+# cleanup stops the cluster, which ends the generation).
 gen() {  # gen UNITS
-	pg_psql feed -v units="$1" -f "$here/feeds-gen.sql" 2>&1 | grep -v -e NOTICE -e DETAIL -e '^drop cascades' >&2
-	[ "${PIPESTATUS[0]}" -eq 0 ]
+	local rc=0
+	{
+		pg_psql feed -v units="$1" -f "$here/feeds-gen.sql" 2>&1 |
+			grep -v -e NOTICE -e DETAIL -e '^drop cascades' >&2
+		exit "${PIPESTATUS[0]}"
+	} &
+	child=$!
+	wait "$child" || rc=$?
+	child=
+	return "$rc"
 }
 
 bench_feed() {
