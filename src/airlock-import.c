@@ -251,29 +251,18 @@ int main(int argc, char **argv)
 		case OPT_REQUIRE_SERIAL: cl.require_serial = 1; break;
 		case OPT_VERIFY_ONLY: cl.verify_only = 1; break;
 		case OPT_JSON: cl.json = 1; break;
-		case 'q': cl.quiet = 1; break;
-		case 'v': cl.verbose++; break;
-		case 'h':
-			usage(stdout);
-			config_free(&cfg);
-			return cli_finish(EX_OK);
-		case 'V':
-			printf(PROGNAME " (airlock) " PACKAGE_VERSION "\n");
-			config_free(&cfg);
-			return cli_finish(EX_OK);
-		case '?':
-		case ':':
-			cli_option_error(c, argv);
-			config_free(&cfg);
-			return cli_finish(EX_USAGE);
 		default:
+			if (cli_common_option(c, argv, PROGNAME, usage, &cl.quiet, &cl.verbose,
+			                      &code) && code >= 0) {
+				config_free(&cfg);
+				return cli_finish(code);
+			}
 			break;
 		}
 	}
-	if (optind < argc) {
-		log_err("unexpected argument '%s' (try --help)", argv[optind]);
+	if ((c = cli_no_arguments(argc, argv)) != 0) {
 		config_free(&cfg);
-		return cli_finish(EX_USAGE);
+		return cli_finish(c);
 	}
 	cli_set_verbosity(cl.quiet, cl.verbose);
 

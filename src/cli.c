@@ -40,6 +40,43 @@ void cli_set_verbosity(int quiet, int verbose)
 	                  verbose ? LOG_LEVEL_VERBOSE : LOG_LEVEL_NOTICE);
 }
 
+int cli_common_option(int c, char *const argv[], const char *progname,
+                      void (*usage)(FILE *f), int *quiet, int *verbose, int *code)
+{
+	*code = -1;
+	switch (c) {
+	case 'q':
+		*quiet = 1;
+		return 1;
+	case 'v':
+		(*verbose)++;
+		return 1;
+	case 'h':
+		usage(stdout);
+		*code = EX_OK;
+		return 1;
+	case 'V':
+		printf("%s (airlock) %s\n", progname, PACKAGE_VERSION);
+		*code = EX_OK;
+		return 1;
+	case '?':
+	case ':':
+		cli_option_error(c, argv);
+		*code = EX_USAGE;
+		return 1;
+	default:
+		return 0;
+	}
+}
+
+int cli_no_arguments(int argc, char *const argv[])
+{
+	if (optind >= argc)
+		return 0;
+	log_err("unexpected argument '%s' (try --help)", argv[optind]);
+	return EX_USAGE;
+}
+
 int cli_apply_config(int argc, char *const argv[], const char *optstring,
                      const struct option *longopts, const struct cli_config_opt *t,
                      size_t n, struct config *cfg, struct alerr *e)

@@ -5,6 +5,7 @@
 
 #include <getopt.h>
 #include <stddef.h>
+#include <stdio.h>
 
 #include "alerr.h"
 #include "conf.h"
@@ -28,6 +29,17 @@ void cli_option_error(int c, char *const argv[]);
 
 /* -q and -v (given n times) into the log threshold. */
 void cli_set_verbosity(int quiet, int verbose);
+
+/* The options every command handles alike, from getopt's c: -q and -v
+ * (counted into *quiet and *verbose), -h (usage to stdout), -V (progname
+ * and the version), and getopt's '?' and ':' (cli_option_error). 0 when c
+ * is none of them; else 1, and *code is -1 to go on or the exit code the
+ * command ends with (EX_OK after -h or -V, EX_USAGE after an error). */
+int cli_common_option(int c, char *const argv[], const char *progname,
+                      void (*usage)(FILE *f), int *quiet, int *verbose, int *code);
+
+/* EX_USAGE, said, when arguments are left after the options; else 0. */
+int cli_no_arguments(int argc, char *const argv[]);
 
 /* Second pass over the options: apply those in t to cfg (after the file
  * was loaded, so options override it). */
