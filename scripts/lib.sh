@@ -6,7 +6,7 @@ AIRLOCK_BUILD_PACKAGES="build-essential autoconf automake autoconf-archive pkg-c
  libgcrypt20-dev libinih-dev libjson-c-dev uuid-dev libcriterion-dev"
 AIRLOCK_RUNTIME_PACKAGES="postgresql postgresql-client gnupg gpgv gpg-agent
  util-linux udev systemd xorriso libarchive-tools zstd jq man-db groff-base
- procps e2fsprogs dosfstools fdisk kmod python3 time systemd-container"
+ procps e2fsprogs dosfstools fdisk kmod python3 time systemd-container strace"
 
 msg() { printf '%s: %s\n' "${0##*/}" "$*" >&2; }
 die() { msg "error: $*"; exit 1; }

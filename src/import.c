@@ -571,7 +571,9 @@ out:
  * An import killed between the commit of its swap and its restore.done
  * entry leaves a restore.intent without an ending. At the next start the
  * database says whether that swap committed, and a custody.reconciled
- * entry records the answer. */
+ * entry records the answer. An intent of an import still running (another
+ * device's, its quarantine copy still locked) is left alone: that import
+ * is about to commit and write its own ending. */
 
 struct pending {
 	char run[CUSTODY_RUN_ID_LEN + 1];
@@ -704,8 +706,15 @@ static int reconcile(struct importer *im, struct alerr *e)
 		struct custody_entry *en = NULL;
 		struct custody_bundle b;
 		uint8_t sha[DIGEST_SHA256_LEN];
-		int committed = import_committed(c, p, e);
+		int committed;
 
+		/* an import running now (its quarantine copy locked) is between
+		 * its intent and its commit: not ours to settle */
+		if (quarantine_run_alive(im->o->quarantine, p->run)) {
+			log_dbg("import %s is still running: not reconciled", p->run);
+			continue;
+		}
+		committed = import_committed(c, p, e);
 		if (committed < 0) {
 			r = committed;
 			break;

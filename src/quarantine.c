@@ -583,3 +583,34 @@ int quarantine_sweep(const char *dir, size_t *removed,
 		*removed = n;
 	return 0;
 }
+
+int quarantine_run_alive(const char *dir, const char *run)
+{
+	char path[QUARANTINE_PATH_MAX];
+	struct dirent *de;
+	size_t seen = 0;
+	int alive = 0;
+	DIR *d;
+
+	if (!run || !run_ok(run, strlen(run)) || !(d = opendir(dir)))
+		return 0;
+	while (!alive && (de = readdir(d)) != NULL && seen++ < QUARANTINE_SWEEP_MAX) {
+		int fd;
+
+		if (strncmp(de->d_name, "import-", 7) != 0 ||
+		    strncmp(de->d_name + 7, run, QUARANTINE_RUN_LEN) != 0 ||
+		    de->d_name[7 + QUARANTINE_RUN_LEN] != '-')
+			continue;
+		if (snprintf(path, sizeof(path), "%s/%s", dir, de->d_name) >= (int)sizeof(path))
+			continue;
+		fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		/* the live import holds it exclusively */
+		if (flock(fd, LOCK_SH | LOCK_NB) < 0 && errno == EWOULDBLOCK)
+			alive = 1;
+		close(fd);
+	}
+	closedir(d);
+	return alive;
+}

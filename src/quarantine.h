@@ -78,4 +78,9 @@ int quarantine_sweep(const char *dir, size_t *removed,
                      void (*dead)(void *ctx, const char *run), void *ctx,
                      struct alerr *e);
 
+/* 1 when an import of run (QUARANTINE_RUN_LEN characters) is alive: a
+ * directory import-<run>-XXXXXX under dir is locked by it; else 0 (no
+ * such directory, or none locked: its import is gone). */
+int quarantine_run_alive(const char *dir, const char *run);
+
 #endif

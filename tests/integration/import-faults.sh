@@ -19,6 +19,7 @@ NOW=$(date +%s)
 fail() { echo "FAIL: $*" >&2; exit 1; }
 [ "$(id -u)" = 0 ] || fail "needs root (tmpfs, loop devices); CI runs as root"
 command -v jq >/dev/null || fail "jq is needed"
+command -v strace >/dev/null || fail "strace is needed (scripts/setup installs it)"
 
 . "$AIRLOCK_HARNESS/pg.sh"
 pg_start low
@@ -621,6 +622,62 @@ jq -e -s '[.[] | select(.event == "custody.reconciled" and .reason == "import.in
 	and .bundle.sequence == '"$seq"')] | length == 1' "$CLOG" >/dev/null ||
 	fail "kill-load: the killed run was not closed in the custody log"
 echo "ok: importer SIGKILLed after its load: feed unchanged, the rerun cleans up and imports"
+
+# --- an import that starts while another is between its intent and its done ------
+# (two sticks at once). The first import has committed its swap and is
+# held for 6 s before its restore.done entry: strace delays its 8th flock
+# call (the log's for media.inserted; the log's shared lock and unlock
+# while it reads the log at start; its quarantine copy's directory; the
+# log's for media.quarantined, bundle.verified, restore.intent; then the
+# one for restore.done). The second import starts then, reads an intent
+# without its done, and must leave it alone: the first is alive (its
+# quarantine copy is locked) and writes its own ending. The second is then
+# refused on its own account (an older bundle) once the first has ended
+# and let go of the channel. The hold is checked: the
+# first import's done comes seconds after its intent.
+seq=$((seq + 1))
+write "$S/out/race.iso" --sequence "$seq"
+live=$(live_sum)
+(IMPORT_EXEC="exec strace -f -qq -o $S/strace.out -e trace=flock -e inject=flock:delay_enter=6000000:when=8"
+	import --image "$S/out/race.iso" --json > race.json 2> race.err) &
+apid=$!
+n=0
+until [ "$(jq -s --argjson q "$seq" '[.[] | select(.event == "restore.intent" and .bundle.sequence == $q)] | length' "$CLOG")" = 1 ]; do
+	n=$((n + 1))
+	[ "$n" -lt 600 ] || { cat race.err; fail "race: the first import wrote no intent"; }
+	kill -0 "$apid" 2>/dev/null || { cat race.err; fail "race: the first import ended before its intent"; }
+	sleep 0.1
+done
+arun=$(jq -r -s --argjson q "$seq" '[.[] | select(.event == "restore.intent" and .bundle.sequence == $q)][0].run' "$CLOG")
+[ "$(jq -s --arg r "$arun" '[.[] | select(.run == $r and .event == "restore.done")] | length' "$CLOG")" = 0 ] ||
+	fail "race: the first import was done before the second started (the hold did not hold)"
+# (it waits for the channel's lock, which the first holds to its end)
+LOCKT=60s
+set +e
+import --image "$S/out/one.iso" --json > run.json 2> run.err
+rc=$?
+set -e
+LOCKT=2s
+[ "$rc" = 65 ] || { cat run.err; fail "race: the second import exited $rc, not 65"; }
+jq -e '.reason == "policy.rollback"' run.json >/dev/null || { cat run.json; fail "race: the second import's reason"; }
+set +e
+wait "$apid"
+rc=$?
+set -e
+[ "$rc" = 0 ] || { cat race.err; fail "race: the first import exited $rc"; }
+[ "$(jq -s --arg r "$arun" '[.[] | select(.details.reconciles_run == $r)] | length' "$CLOG")" = 0 ] ||
+	{ jq -c "select(.details.reconciles_run == \"$arun\")" "$CLOG"; fail "race: the second import reconciled a live import's intent"; }
+[ "$(jq -r -s --arg r "$arun" '[.[] | select(.run == $r)] | map(.event) | join(" ")' "$CLOG")" = \
+	"media.inserted media.quarantined bundle.verified restore.intent restore.done" ] ||
+	fail "race: the first import's trail is not whole"
+# the hold was where it had to be: seconds between the intent and the done
+held=$(jq -r -s --arg r "$arun" '[.[] | select(.run == $r and (.event == "restore.intent"
+	or .event == "restore.done")) | .time | sub("\\.[0-9]+Z$"; "Z") | fromdateiso8601]
+	| .[1] - .[0]' "$CLOG")
+[ "$held" -ge 4 ] || { jq -c "select(.run == \"$arun\")" "$CLOG"; cat "$S/strace.out"; fail "race: the intent was held ${held}s, not the 6 s asked"; }
+[ "$(pg_psql high -c "SELECT max(sequence) FROM airlock.imports WHERE channel = 'nvd'")" = "$seq" ] ||
+	fail "race: sequence $seq was not recorded"
+echo "ok: an import starting while another is between its intent and its done leaves that intent alone"
 
 "$AIRLOCK_BUILDDIR/src/airlock-audit" verify --custody-log "$S/high.log" >/dev/null || fail "the custody log does not verify"
 echo "import-faults.sh: all cases passed"

@@ -319,6 +319,29 @@ Test(quarantine, sweep_removes_only_what_no_live_import_holds)
 	cr_assert_eq(removed, 0);
 }
 
+/* A run is alive while its copy's directory is locked by its import. */
+Test(quarantine, run_alive_while_its_copy_is_locked)
+{
+	struct volume_info vi;
+	char *img = make_image("alive", 2 * MiB, 3, &vi);
+	struct quarantine_policy p = { .dir = qdir(__func__), .max_bytes = UINT64_C(1) << 30,
+	                               .run = RUN_LIVE };
+	struct quarantine_result res;
+	struct alerr e;
+
+	alerr_clear(&e);
+	cr_assert_eq(quarantine_run_alive(p.dir, RUN_LIVE), 0, "no copy yet");
+	cr_assert_eq(quarantine_copy(img, &p, NULL, NULL, &res, &e), 0, "%s", e.message);
+	cr_assert_eq(quarantine_run_alive(p.dir, RUN_LIVE), 1);
+	cr_assert_eq(quarantine_run_alive(p.dir, RUN_DEAD), 0, "another run");
+	cr_assert_eq(quarantine_run_alive(p.dir, "import"), 0, "not a run id");
+	cr_assert_eq(quarantine_run_alive(p.dir, NULL), 0);
+	quarantine_release(&res);
+	cr_assert_eq(quarantine_run_alive(p.dir, RUN_LIVE), 0, "released: its import is gone");
+	cr_assert_eq(quarantine_run_alive(own(harness_strdup_printf("%s/none", p.dir)),
+	                                  RUN_LIVE), 0);
+}
+
 /* A run id that is not one is refused before anything is made. */
 Test(quarantine, malformed_run_id_refused)
 {
