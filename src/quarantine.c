@@ -525,6 +525,15 @@ static int sweep_one(int dfd, const char *path)
 	return rmdir(path) < 0 ? -errno : 0;
 }
 
+/* Directory dir/name, opened (not followed if a link) into a descriptor
+ * to lock; its path into path. -1 when it cannot be. */
+static int open_entry(const char *dir, const char *name, char *path, size_t size)
+{
+	if (snprintf(path, size, "%s/%s", dir, name) >= (int)size)
+		return -1;
+	return open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+}
+
 int quarantine_sweep(const char *dir, size_t *removed,
                      void (*dead)(void *ctx, const char *run), void *ctx,
                      struct alerr *e)
@@ -547,12 +556,8 @@ int quarantine_sweep(const char *dir, size_t *removed,
 		struct stat st;
 		int fd, r;
 
-		if (strncmp(de->d_name, "import-", 7) != 0)
-			continue;
-		if (snprintf(path, sizeof(path), "%s/%s", dir, de->d_name) >= (int)sizeof(path))
-			continue;
-		fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-		if (fd < 0)
+		if (strncmp(de->d_name, "import-", 7) != 0 ||
+		    (fd = open_entry(dir, de->d_name, path, sizeof(path))) < 0)
 			continue;
 		if (fstat(fd, &st) < 0 || flock(fd, LOCK_EX | LOCK_NB) < 0) {
 			close(fd);      /* a live import's */
@@ -599,12 +604,8 @@ int quarantine_run_alive(const char *dir, const char *run)
 
 		if (strncmp(de->d_name, "import-", 7) != 0 ||
 		    strncmp(de->d_name + 7, run, QUARANTINE_RUN_LEN) != 0 ||
-		    de->d_name[7 + QUARANTINE_RUN_LEN] != '-')
-			continue;
-		if (snprintf(path, sizeof(path), "%s/%s", dir, de->d_name) >= (int)sizeof(path))
-			continue;
-		fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-		if (fd < 0)
+		    de->d_name[7 + QUARANTINE_RUN_LEN] != '-' ||
+		    (fd = open_entry(dir, de->d_name, path, sizeof(path))) < 0)
 			continue;
 		/* the live import holds it exclusively */
 		if (flock(fd, LOCK_SH | LOCK_NB) < 0 && errno == EWOULDBLOCK)
