@@ -568,87 +568,129 @@ out:
 }
 
 /* --- reconciliation (catalogue 44) -------------------------------------
- * An import killed between the commit of its swap and its restore.done
- * entry leaves a restore.intent without an ending. At the next start the
- * database says whether that swap committed, and a custody.reconciled
- * entry records the answer. An intent of an import still running (another
- * device's, its quarantine copy still locked) is left alone: that import
- * is about to commit and write its own ending. */
+ * A run an earlier import could not end is closed at the next start with
+ * a custody.reconciled entry naming it (details.reconciles_run), from one
+ * scan of the log:
+ * - a restore.intent without restore.done (killed between the commit of
+ *   its swap and its last entry): the database says whether that swap
+ *   committed;
+ * - a run killed outright before its swap (SIGKILL after the unit's stop
+ *   timeout, a power cut), found through its quarantine copy, which the
+ *   sweep just removed (the directory is named after the run): nothing was
+ *   committed (import.interrupted, with the last stage it recorded).
+ * A run still alive (another device's import: its copy's directory is
+ * locked) is left alone: it writes its own ending. */
 
-struct pending {
+struct open_run {
 	char run[CUSTODY_RUN_ID_LEN + 1];
+	char last[40];                  /* its last event */
 	char channel[64];
 	uint64_t sequence;
+	int has_sequence;
 	char bundle_id[37];
 	char manifest[DIGEST_SHA256_HEX_LEN + 1];
+	int intent;                     /* it wrote restore.intent */
+	int swept;                      /* its quarantine copy was swept */
 };
 
-struct reconcile {
-	struct pending p[IMPORT_RECONCILE_MAX];
+struct open_runs {
+	struct open_run r[IMPORT_RECONCILE_MAX];
 	size_t n;
 };
 
-static void pending_drop(struct reconcile *rc, const char *run)
+static struct open_run *run_find(struct open_runs *o, const char *run)
 {
 	size_t i;
 
-	for (i = 0; i < rc->n; i++) {
-		if (strcmp(rc->p[i].run, run) != 0)
-			continue;
-		memmove(&rc->p[i], &rc->p[i + 1], (rc->n - i - 1) * sizeof(rc->p[0]));
-		rc->n--;
-		return;
+	for (i = 0; run && i < o->n; i++)
+		if (strcmp(o->r[i].run, run) == 0)
+			return &o->r[i];
+	return NULL;
+}
+
+static void run_drop(struct open_runs *o, struct open_run *x)
+{
+	size_t i = (size_t)(x - o->r);
+
+	memmove(&o->r[i], &o->r[i + 1], (o->n - i - 1) * sizeof(o->r[0]));
+	o->n--;
+}
+
+/* A new entry for run: the oldest that was not swept makes room when the
+ * table is full (the rest are reconciled at the next start). */
+static struct open_run *run_add(struct open_runs *o, const char *run)
+{
+	struct open_run *x;
+	size_t i;
+
+	if (o->n == IMPORT_RECONCILE_MAX) {
+		for (i = 0; i < o->n && o->r[i].swept; i++)
+			;
+		if (i == o->n)
+			return NULL;
+		run_drop(o, &o->r[i]);
 	}
+	x = &o->r[o->n++];
+	memset(x, 0, sizeof(*x));
+	snprintf(x->run, sizeof(x->run), "%s", run);
+	return x;
+}
+
+static void on_swept(void *ctx, const char *run)
+{
+	struct open_run *x = run_add(ctx, run);
+
+	if (x)
+		x->swept = 1;
 }
 
 static int reconcile_scan(const struct custody_record *r, void *arg)
 {
-	struct reconcile *rc = arg;
+	struct open_runs *o = arg;
 	const char *side = custody_record_text(r, "side", NULL);
 	const char *event = custody_record_text(r, "event", NULL);
 	const char *run = custody_record_text(r, "run", NULL);
+	const char *outcome = custody_record_text(r, "outcome", NULL);
+	struct open_run *x;
 	const char *v;
-	struct pending *p;
 
 	if (!side || strcmp(side, "high") != 0 || !event)
 		return 0;
 	if (strcmp(event, CUSTODY_EV_RECONCILED) == 0) {
-		v = custody_record_text(r, "details", "reconciles_run");
-		if (v)
-			pending_drop(rc, v);
+		if ((x = run_find(o, custody_record_text(r, "details", "reconciles_run"))))
+			run_drop(o, x);
 		return 0;
 	}
-	if (!run)
+	x = run_find(o, run);
+	if (!x && run && strcmp(event, CUSTODY_EV_RESTORE_INTENT) == 0)
+		x = run_add(o, run);
+	if (!x)
 		return 0;
 	if (strcmp(event, CUSTODY_EV_RESTORE_DONE) == 0 ||
-	    strcmp(event, CUSTODY_EV_RESTORE_FAILED) == 0) {
-		pending_drop(rc, run);
+	    strcmp(event, CUSTODY_EV_RESTORE_FAILED) == 0 ||
+	    strcmp(event, CUSTODY_EV_BUNDLE_REJECTED) == 0 ||
+	    strcmp(event, CUSTODY_EV_MEDIA_IGNORED) == 0 ||
+	    (outcome && (strcmp(outcome, "error") == 0 || strcmp(outcome, "refused") == 0))) {
+		run_drop(o, x);         /* it ended */
 		return 0;
 	}
-	if (strcmp(event, CUSTODY_EV_RESTORE_INTENT) != 0)
-		return 0;
-	if (rc->n == IMPORT_RECONCILE_MAX) {
-		memmove(&rc->p[0], &rc->p[1], (rc->n - 1) * sizeof(rc->p[0]));
-		rc->n--;
-	}
-	p = &rc->p[rc->n];
-	memset(p, 0, sizeof(*p));
-	snprintf(p->run, sizeof(p->run), "%s", run);
-	v = custody_record_text(r, "bundle", "channel");
-	snprintf(p->channel, sizeof(p->channel), "%s", v ? v : "");
+	snprintf(x->last, sizeof(x->last), "%s", event);
+	if (strcmp(event, CUSTODY_EV_RESTORE_INTENT) == 0)
+		x->intent = 1;
+	if ((v = custody_record_text(r, "bundle", "channel")) != NULL)
+		snprintf(x->channel, sizeof(x->channel), "%s", v);
 	v = custody_record_text(r, "bundle", "sequence");
-	if (!v || text_parse_u64(v, strlen(v), (uint64_t)INT64_MAX, &p->sequence) < 0)
-		return 0;
-	v = custody_record_text(r, "bundle", "bundle_id");
-	snprintf(p->bundle_id, sizeof(p->bundle_id), "%s", v ? v : "");
-	v = custody_record_text(r, "bundle", "manifest_sha256");
-	snprintf(p->manifest, sizeof(p->manifest), "%s", v ? v : "");
-	rc->n++;
+	if (v && text_parse_u64(v, strlen(v), (uint64_t)INT64_MAX, &x->sequence) == 0)
+		x->has_sequence = 1;
+	if ((v = custody_record_text(r, "bundle", "bundle_id")) != NULL)
+		snprintf(x->bundle_id, sizeof(x->bundle_id), "%s", v);
+	if ((v = custody_record_text(r, "bundle", "manifest_sha256")) != NULL)
+		snprintf(x->manifest, sizeof(x->manifest), "%s", v);
 	return 0;
 }
 
 /* 1 when airlock.imports holds the import, 0 when not, < 0 on error. */
-static int import_committed(struct pg_conn *c, const struct pending *p, struct alerr *e)
+static int import_committed(struct pg_conn *c, const struct open_run *p, struct alerr *e)
 {
 	struct pg_result *res = NULL;
 	const char *params[3];
@@ -678,209 +720,106 @@ static int import_committed(struct pg_conn *c, const struct pending *p, struct a
 	return r;
 }
 
-static int reconcile(struct importer *im, struct alerr *e)
+/* The custody.reconciled entry closing run x. committed < 0: it never
+ * reached its swap (import.interrupted). */
+static int close_run(struct importer *im, const struct open_run *x, int committed,
+                     struct alerr *e)
+{
+	struct custody_entry *en = NULL;
+	struct custody_bundle b;
+	uint8_t sha[DIGEST_SHA256_LEN];
+	int r;
+
+	r = custody_entry_new(&en, CUSTODY_SIDE_HIGH, CUSTODY_EV_RECONCILED,
+	                      committed > 0 ? CUSTODY_OK : CUSTODY_ERROR, e);
+	if (r < 0)
+		return r;
+	custody_entry_set_run(en, im->res->run_id);
+	if (x->channel[0] || x->has_sequence || x->bundle_id[0]) {
+		memset(&b, 0, sizeof(b));
+		b.channel = x->channel[0] ? x->channel : NULL;
+		b.sequence = x->sequence;
+		b.has_sequence = x->has_sequence;
+		b.bundle_id = x->bundle_id[0] ? x->bundle_id : NULL;
+		if (digest_from_hex(sha, x->manifest, strlen(x->manifest)) == 0)
+			b.manifest_sha256 = sha;
+		custody_entry_set_bundle(en, &b);
+	}
+	custody_entry_add_detail_str(en, "reconciles_run", x->run);
+	custody_entry_add_detail_bool(en, "committed", committed > 0);
+	if (committed < 0) {
+		custody_entry_add_detail_str(en, "last_event", x->last);
+		custody_entry_set_reason(en, "import.interrupted");
+	} else if (!committed) {
+		custody_entry_set_reason(en, "restore.interrupted");
+	}
+	r = custody_append(im->o->custody_log, en, NULL, NULL, e);
+	custody_entry_free(en);
+	if (r < 0)
+		return r;
+	if (committed < 0)
+		log_notice("reconciled import %s: it was killed after %s; nothing was "
+		           "committed", x->run, x->last);
+	else
+		log_notice("reconciled import %s (%s/%llu): the swap %s", x->run, x->channel,
+		           (unsigned long long)x->sequence,
+		           committed ? "had committed; its last custody entry was missing"
+		                     : "never committed; the feed was not changed");
+	return 0;
+}
+
+/* o holds the runs whose copies the sweep removed; with_db: settle the
+ * intents against the database (not with --verify-only). */
+static int reconcile(struct importer *im, struct open_runs *o, int with_db,
+                     struct alerr *e)
 {
 	struct custody_summary sum;
-	struct reconcile rc;
 	struct pg_conn *c = NULL;
 	struct alerr e2;
 	size_t i;
 	int r;
 
-	memset(&rc, 0, sizeof(rc));
 	alerr_clear(&e2);
-	r = custody_verify(im->o->custody_log, NULL, 0, reconcile_scan, &rc, &sum, &e2);
+	r = custody_verify(im->o->custody_log, NULL, 0, reconcile_scan, o, &sum, &e2);
 	if (r < 0 && e2.cls == ALERR_NOINPUT && strcmp(e2.reason, "custody.missing") == 0)
 		return 0;
 	if (r < 0 && e2.cls == ALERR_REJECT)
 		log_warn("the custody log does not verify (%s): run airlock-audit verify", e2.message);
 	else if (r < 0)
 		return alerr_set(e, e2.cls, e2.errnum, e2.reason, "%s", e2.message);
-	if (rc.n == 0)
-		return 0;
-	r = pg_connect(im->o->target, &c, e);
-	if (r < 0)
-		return r;
-	for (i = 0; i < rc.n && r >= 0; i++) {
-		const struct pending *p = &rc.p[i];
-		struct custody_entry *en = NULL;
-		struct custody_bundle b;
-		uint8_t sha[DIGEST_SHA256_LEN];
-		int committed;
+	for (i = 0, r = 0; i < o->n && r == 0; i++) {
+		const struct open_run *x = &o->r[i];
+		int committed = -1;
 
-		/* an import running now (its quarantine copy locked) is between
-		 * its intent and its commit: not ours to settle */
-		if (quarantine_run_alive(im->o->quarantine, p->run)) {
-			log_dbg("import %s is still running: not reconciled", p->run);
-			continue;
+		if (!x->last[0])
+			continue;       /* a swept copy the log says nothing of */
+		if (x->intent) {
+			/* alive: between its intent and its commit, not ours */
+			if (!with_db || quarantine_run_alive(im->o->quarantine, x->run))
+				continue;
+			if (!c && (r = pg_connect(im->o->target, &c, e)) < 0)
+				break;
+			if ((committed = import_committed(c, x, e)) < 0) {
+				r = committed;
+				break;
+			}
 		}
-		committed = import_committed(c, p, e);
-		if (committed < 0) {
-			r = committed;
-			break;
-		}
-		r = custody_entry_new(&en, CUSTODY_SIDE_HIGH, CUSTODY_EV_RECONCILED,
-		                      committed ? CUSTODY_OK : CUSTODY_ERROR, e);
-		if (r < 0)
-			break;
-		custody_entry_set_run(en, im->res->run_id);
-		memset(&b, 0, sizeof(b));
-		b.channel = p->channel[0] ? p->channel : NULL;
-		b.sequence = p->sequence;
-		b.has_sequence = 1;
-		b.bundle_id = p->bundle_id[0] ? p->bundle_id : NULL;
-		if (digest_from_hex(sha, p->manifest, strlen(p->manifest)) == 0)
-			b.manifest_sha256 = sha;
-		custody_entry_set_bundle(en, &b);
-		custody_entry_add_detail_str(en, "reconciles_run", p->run);
-		custody_entry_add_detail_bool(en, "committed", committed);
-		if (!committed)
-			custody_entry_set_reason(en, "restore.interrupted");
-		r = custody_append(im->o->custody_log, en, NULL, NULL, e);
-		custody_entry_free(en);
-		if (r == 0)
-			log_notice("reconciled import %s (%s/%llu): the swap %s", p->run, p->channel,
-			           (unsigned long long)p->sequence,
-			           committed ? "had committed; its last custody entry was missing"
-			                     : "never committed; the feed was not changed");
+		r = close_run(im, x, committed, e);
 	}
 	pg_close(c);
-	return r;
-}
-
-/* --- runs that died before any ending -----------------------------------
- * An import killed outright (SIGKILL after the unit's stop timeout, a
- * power cut) before its swap leaves a run without an ending entry, and its
- * quarantine directory, named after the run. The next start sweeps that
- * directory and closes the run: a custody.reconciled entry (error,
- * import.interrupted) naming it and the last stage it recorded. The swap
- * never ran (a run that reached restore.intent is reconciled against the
- * database first), so nothing was committed. A run still alive holds its
- * directory's lock and is never swept. */
-
-struct dead_run {
-	char run[CUSTODY_RUN_ID_LEN + 1];
-	char last[40];                  /* its last event */
-	char channel[64];
-	uint64_t sequence;
-	int has_sequence;
-	char bundle_id[37];
-	int closed;                     /* it has an ending */
-};
-
-struct dead_runs {
-	struct dead_run r[IMPORT_RECONCILE_MAX];
-	size_t n;
-};
-
-static void on_dead_run(void *ctx, const char *run)
-{
-	struct dead_runs *d = ctx;
-
-	if (d->n < IMPORT_RECONCILE_MAX)
-		snprintf(d->r[d->n++].run, sizeof(d->r[0].run), "%s", run);
-}
-
-static int dead_scan(const struct custody_record *r, void *arg)
-{
-	struct dead_runs *d = arg;
-	const char *event = custody_record_text(r, "event", NULL);
-	const char *run = custody_record_text(r, "run", NULL);
-	const char *outcome = custody_record_text(r, "outcome", NULL);
-	const char *v;
-	size_t i;
-
-	if (!event)
-		return 0;
-	if (strcmp(event, CUSTODY_EV_RECONCILED) == 0) {
-		v = custody_record_text(r, "details", "reconciles_run");
-		for (i = 0; v && i < d->n; i++)
-			if (strcmp(d->r[i].run, v) == 0)
-				d->r[i].closed = 1;
-		return 0;
-	}
-	for (i = 0; run && i < d->n; i++) {
-		struct dead_run *x = &d->r[i];
-
-		if (strcmp(x->run, run) != 0)
-			continue;
-		snprintf(x->last, sizeof(x->last), "%s", event);
-		if (strcmp(event, CUSTODY_EV_RESTORE_DONE) == 0 ||
-		    strcmp(event, CUSTODY_EV_RESTORE_FAILED) == 0 ||
-		    strcmp(event, CUSTODY_EV_BUNDLE_REJECTED) == 0 ||
-		    strcmp(event, CUSTODY_EV_MEDIA_IGNORED) == 0 ||
-		    strcmp(event, CUSTODY_EV_RESTORE_INTENT) == 0 ||
-		    (outcome && (strcmp(outcome, "error") == 0 || strcmp(outcome, "refused") == 0)))
-			x->closed = 1;
-		if ((v = custody_record_text(r, "bundle", "channel")) != NULL)
-			snprintf(x->channel, sizeof(x->channel), "%s", v);
-		v = custody_record_text(r, "bundle", "sequence");
-		if (v && text_parse_u64(v, strlen(v), (uint64_t)INT64_MAX, &x->sequence) == 0)
-			x->has_sequence = 1;
-		if ((v = custody_record_text(r, "bundle", "bundle_id")) != NULL)
-			snprintf(x->bundle_id, sizeof(x->bundle_id), "%s", v);
-	}
-	return 0;
-}
-
-static int close_dead_runs(struct importer *im, struct dead_runs *d, struct alerr *e)
-{
-	struct custody_summary sum;
-	struct alerr e2;
-	size_t i;
-	int r;
-
-	alerr_clear(&e2);
-	r = custody_verify(im->o->custody_log, NULL, 0, dead_scan, d, &sum, &e2);
-	if (r < 0 && e2.cls == ALERR_NOINPUT && strcmp(e2.reason, "custody.missing") == 0)
-		return 0;
-	if (r < 0 && e2.cls != ALERR_REJECT)
-		return alerr_set(e, e2.cls, e2.errnum, e2.reason, "%s", e2.message);
-	/* a log that does not verify is reported by reconcile and the audit;
-	 * what it holds still says which runs have no ending */
-	for (i = 0, r = 0; i < d->n && r == 0; i++) {
-		const struct dead_run *x = &d->r[i];
-		struct custody_entry *en = NULL;
-		struct custody_bundle b;
-
-		if (x->closed || !x->last[0])
-			continue;
-		r = custody_entry_new(&en, CUSTODY_SIDE_HIGH, CUSTODY_EV_RECONCILED,
-		                      CUSTODY_ERROR, e);
-		if (r < 0)
-			break;
-		custody_entry_set_run(en, im->res->run_id);
-		if (x->channel[0] || x->has_sequence || x->bundle_id[0]) {
-			memset(&b, 0, sizeof(b));
-			b.channel = x->channel[0] ? x->channel : NULL;
-			b.sequence = x->sequence;
-			b.has_sequence = x->has_sequence;
-			b.bundle_id = x->bundle_id[0] ? x->bundle_id : NULL;
-			custody_entry_set_bundle(en, &b);
-		}
-		custody_entry_add_detail_str(en, "reconciles_run", x->run);
-		custody_entry_add_detail_bool(en, "committed", 0);
-		custody_entry_add_detail_str(en, "last_event", x->last);
-		custody_entry_set_reason(en, "import.interrupted");
-		r = custody_append(im->o->custody_log, en, NULL, NULL, e);
-		custody_entry_free(en);
-		if (r == 0)
-			log_notice("reconciled import %s: it was killed after %s; nothing was "
-			           "committed", x->run, x->last);
-	}
 	return r;
 }
 
 int import_run(const struct import_options *o, struct import_result *res, struct alerr *e)
 {
 	struct importer im;
-	struct dead_runs dead;
+	struct open_runs open;
 	struct alerr e2;
 	size_t dropped = 0;
 	int r;
 
 	memset(&im, 0, sizeof(im));
-	memset(&dead, 0, sizeof(dead));
+	memset(&open, 0, sizeof(open));
 	memset(res, 0, sizeof(*res));
 	im.o = o;
 	im.res = res;
@@ -910,18 +849,15 @@ int import_run(const struct import_options *o, struct import_result *res, struct
 		if (dropped)
 			log_notice("removed %zu staging schema(s) left by an interrupted import",
 			           dropped);
-		r = reconcile(&im, e);
-		if (r < 0)
-			goto out;
 	}
-	/* partial copies of imports killed before they could clean up, and
-	 * their runs closed in the custody log */
-	if ((r = quarantine_sweep(o->quarantine, &dropped, on_dead_run, &dead, e)) < 0)
+	/* partial copies of imports killed before they could clean up; then
+	 * the runs earlier imports could not end are closed in the log */
+	if ((r = quarantine_sweep(o->quarantine, &dropped, on_swept, &open, e)) < 0)
 		goto out;
 	if (dropped)
 		log_notice("removed %zu partial quarantine copies left by interrupted "
 		           "imports", dropped);
-	if (dead.n && (r = close_dead_runs(&im, &dead, e)) < 0)
+	if ((r = reconcile(&im, &open, !o->verify_only, e)) < 0)
 		goto out;
 	if ((r = interrupted(e)) < 0 ||
 	    (r = stage_quarantine(&im, e)) < 0 ||
