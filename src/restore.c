@@ -224,6 +224,7 @@ struct ptask {
 	struct ptable *ref;     /* PT_FKEY: the referenced table (maybe t) */
 	size_t k;               /* PT_INDEX: t->idx[k]; PT_FKEY: t->cons[k] */
 	unsigned int weight;    /* PT_INDEX: of its key (index_weight) */
+	int unique;             /* PT_INDEX: a unique index */
 	int state;              /* 0 waiting, 1 running, 2 done */
 };
 
@@ -1211,13 +1212,11 @@ static int add_index(struct rst *x, struct rschema *s, struct rtable *t, size_t 
 	return xexec(x, t->idx[k].def, 0, NULL);
 }
 
-/* Primary and unique keys (pass 0, and PASS_KEYS), then indexes (pass 0);
- * the foreign keys not added yet (pass 1): their referenced keys exist by
- * then. Check constraints come with the table. */
-#define PASS_KEYS 2
-
+/* The table's constraints of the kinds in kinds ("pu": primary and
+ * unique keys, "f": foreign keys) not added yet. Check constraints come
+ * with the table. */
 static int add_table_constraints(struct rst *x, struct rschema *s, struct rtable *t,
-                                 int pass)
+                                 const char *kinds)
 {
 	size_t k;
 	int r;
@@ -1225,27 +1224,31 @@ static int add_table_constraints(struct rst *x, struct rschema *s, struct rtable
 	for (k = 0; k < t->ncons; k++) {
 		struct rcons *c = &t->cons[k];
 
-		if ((c->kind == 'f') != (pass == 1) || c->kind == 'c' || c->done)
+		if (!strchr(kinds, c->kind) || c->done)
 			continue;
 		r = add_constraint(x, s, t, c);
-		if (r < 0)
-			return r;
-	}
-	for (k = 0; pass == 0 && k < t->nidx; k++) {
-		r = add_index(x, s, t, k);
 		if (r < 0)
 			return r;
 	}
 	return 0;
 }
 
-static int add_constraints(struct rst *x, struct rschema *s, int pass)
+/* Every table's keys and indexes, then (their referenced keys exist by
+ * then) the foreign keys not added yet; keys_too 0: the foreign keys only. */
+static int add_constraints(struct rst *x, struct rschema *s, int keys_too)
 {
-	size_t i;
+	size_t i, k;
 	int r = 0;
 
+	for (i = 0; keys_too && i < s->ntables && r == 0; i++) {
+		struct rtable *t = &s->tables[i];
+
+		r = add_table_constraints(x, s, t, "pu");
+		for (k = 0; k < t->nidx && r == 0; k++)
+			r = add_index(x, s, t, k);
+	}
 	for (i = 0; i < s->ntables && r == 0; i++)
-		r = add_table_constraints(x, s, &s->tables[i], pass);
+		r = add_table_constraints(x, s, &s->tables[i], "f");
 	return r;
 }
 
@@ -1638,10 +1641,8 @@ static int finish_schema(struct rst *x, struct rschema *s, int loaded)
 {
 	int r = set_search_path(x, s);
 
-	if (r == 0 && !loaded)
-		r = add_constraints(x, s, 0);
 	if (r == 0)
-		r = add_constraints(x, s, 1);
+		r = add_constraints(x, s, !loaded);
 	if (r == 0)
 		r = finish_sequences(x, s);
 	if (r == 0)
@@ -1713,7 +1714,7 @@ static int run_task(struct rst *x, const struct ptask *k)
 		if (r == 0)
 			r = load_table(x, s, t);
 		if (r == 0)
-			r = add_table_constraints(x, s, t, PASS_KEYS);
+			r = add_table_constraints(x, s, t, "pu");
 		break;
 	case PT_INDEX:
 		if (r == 0)
@@ -1849,7 +1850,7 @@ static void task_done(struct par *p, struct ptask *k)
 	case PT_INDEX:
 		k->t->shared--;
 		k->t->idx_left--;
-		if (starts(k->t->t->idx[k->k].def, "CREATE UNIQUE INDEX "))
+		if (k->unique)
 			k->t->uidx_left--;
 		break;
 	case PT_FKEY:
@@ -2207,10 +2208,10 @@ static int plan_tasks(struct par *p)
 			p->tasks[n].kind = PT_INDEX;
 			p->tasks[n].t = pt;
 			p->tasks[n].weight = index_weight(t, t->idx[k].def);
+			p->tasks[n].unique = starts(t->idx[k].def, "CREATE UNIQUE INDEX ");
 			p->tasks[n++].k = k;
 			pt->idx_left++;
-			if (starts(t->idx[k].def, "CREATE UNIQUE INDEX "))
-				pt->uidx_left++;
+			pt->uidx_left += (size_t)p->tasks[n - 1].unique;
 		}
 		p->tasks[n].kind = PT_ANALYZE;
 		p->tasks[n++].t = pt;
